@@ -247,6 +247,15 @@ struct vfio_user_mig_data {
 	uint8_t data[];
 } __attribute__((packed));
 
+/*
+ * ferry extension "precopy_info" (docs/protocol-extensions.md): DEVICE_FEATURE
+ * index FERRY_FEATURE_PRECOPY_INFO, GET only, reply data = struct
+ * vfio_user_precopy_info (the kernel's struct vfio_precopy_info, argsz 24).
+ * Used only when both peers listed "precopy_info" under "ferry" in VERSION.
+ * The index lies far above the kernel's feature numbers so it cannot collide.
+ */
+#define FERRY_FEATURE_PRECOPY_INFO 0xff01u
+
 struct vfio_user_precopy_info {
 	uint32_t argsz;
 	uint32_t flags;

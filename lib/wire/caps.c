@@ -287,31 +287,37 @@ int wire_version_server(struct wire_chan *ch, struct wire_caps *mine, struct wir
 			int twin_fd_to_send)
 {
 	struct wire_msg req;
-	struct vfio_user_version v;
 	int r = wire_next_command(ch, &req, -1);
 	if (r < 0)
 		return r;
+	return wire_version_server_msg(ch, &req, mine, theirs, twin_fd_to_send);
+}
 
-	r = -EINVAL;
-	if (req.hdr.cmd != VFIO_USER_VERSION) {
-		log_err("%s: first command is %u, not VERSION", wire_chan_name(ch), req.hdr.cmd);
+int wire_version_server_msg(struct wire_chan *ch, struct wire_msg *req, struct wire_caps *mine,
+			    struct wire_caps *theirs, int twin_fd_to_send)
+{
+	struct vfio_user_version v;
+	int r = -EINVAL;
+
+	if (req->hdr.cmd != VFIO_USER_VERSION) {
+		log_err("%s: first command is %u, not VERSION", wire_chan_name(ch), req->hdr.cmd);
 		goto fail;
 	}
-	if (req.nfds) {
-		log_err("%s: VERSION carried %u fds", wire_chan_name(ch), req.nfds);
+	if (req->nfds) {
+		log_err("%s: VERSION carried %u fds", wire_chan_name(ch), req->nfds);
 		goto fail;
 	}
-	if (req.len < sizeof(v)) {
-		log_err("%s: VERSION of %u bytes is too short", wire_chan_name(ch), req.len);
+	if (req->len < sizeof(v)) {
+		log_err("%s: VERSION of %u bytes is too short", wire_chan_name(ch), req->len);
 		goto fail;
 	}
-	memcpy(&v, req.payload, sizeof(v));
+	memcpy(&v, req->payload, sizeof(v));
 	if (v.major != VFIO_USER_MAJOR) {
 		log_err("%s: client speaks major version %u, we speak %u", wire_chan_name(ch),
 			v.major, VFIO_USER_MAJOR);
 		goto fail;
 	}
-	if (wire_caps_parse((char *)req.payload + sizeof(v), req.len - sizeof(v), theirs) < 0)
+	if (wire_caps_parse((char *)req->payload + sizeof(v), req->len - sizeof(v), theirs) < 0)
 		goto fail;
 	theirs->major = v.major;
 	theirs->minor = v.minor;
@@ -320,11 +326,11 @@ int wire_version_server(struct wire_chan *ch, struct wire_caps *mine, struct wir
 	mine->twin_socket = mine->twin_socket && theirs->twin_socket && twin_fd_to_send >= 0;
 	mine->twin_fd_index = mine->twin_socket ? 0 : -1;
 	uint16_t minor = v.minor < VFIO_USER_MINOR ? v.minor : VFIO_USER_MINOR;
-	r = send_version(ch, &req, minor, mine, &twin_fd_to_send, mine->twin_socket ? 1 : 0, NULL);
-	wire_msg_release(&req);
+	r = send_version(ch, req, minor, mine, &twin_fd_to_send, mine->twin_socket ? 1 : 0, NULL);
+	wire_msg_release(req);
 	return r;
 fail:
-	wire_reply_error(ch, &req, r);
-	wire_msg_release(&req);
+	wire_reply_error(ch, req, r);
+	wire_msg_release(req);
 	return r;
 }

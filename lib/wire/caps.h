@@ -66,4 +66,11 @@ int wire_version_client(struct wire_chan *ch, const struct wire_caps *mine,
 int wire_version_server(struct wire_chan *ch, struct wire_caps *mine,
 			struct wire_caps *theirs, int twin_fd_to_send);
 
+/* wire_version_server for a VERSION command already taken from the channel
+ * (an event-driven server reads its first message itself). Consumes @req
+ * (released on return); anything but a valid VERSION gets an error reply and
+ * a negative errno. */
+int wire_version_server_msg(struct wire_chan *ch, struct wire_msg *req, struct wire_caps *mine,
+			    struct wire_caps *theirs, int twin_fd_to_send);
+
 #endif
