@@ -14,8 +14,13 @@
  *   socket, and the destination would then refuse a perfectly good stream.
  *   So by default the writer copies each data page into its buffer and
  *   checksums the copy. When nothing can write guest memory (stop-copy),
- *   pass MIG_WRITE_STABLE: the pages then go to the kernel straight from
- *   guest memory (writev), with no copy.
+ *   MIG_WRITE_STABLE may be passed: the pages then go to the kernel straight
+ *   from guest memory (writev), with no copy. Measured on the 2-vCPU test VM
+ *   (1 GiB of random 4 KiB pages over TCP loopback): the sender spends 0.5-0.6
+ *   CPU-seconds per GB copying and 0.8-1.0 by reference, because the
+ *   kernel's copy from cold guest memory is slower than from the writer's
+ *   cache-hot buffer and the checksum reads guest memory once more. So the
+ *   copy is the default; measure before choosing STABLE for speed.
  * - The reader returns one validated section at a time: type known, length
  *   within bounds and consistent with the type, checksum, sequence number,
  *   every field in range and the order rules. Anything else is refused with

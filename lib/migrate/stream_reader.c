@@ -50,7 +50,7 @@ struct mig_stream_reader {
 	size_t cap;
 	bool has_pages;    /* buf holds the GUEST_PAGES section last returned */
 	uint32_t pages_seq;
-	ZSTD_DCtx *dctx;
+	ZSTD_DCtx *dctx;   /* created when the first zstd page is loaded */
 
 	/* the section being read, for error lines */
 	uint32_t cur_seq;
@@ -188,7 +188,7 @@ static int grow_buf(struct mig_stream_reader *r, uint32_t len)
 
 	if (len <= r->cap)
 		return 0;
-	cap = r->cap ? r->cap : 64 * 1024;
+	cap = r->cap ? r->cap : 4096;
 	while (cap < len)
 		cap *= 2;
 	if (cap > r->max_len)
@@ -286,11 +286,6 @@ static int parse_manifest(struct mig_stream_reader *r, uint32_t len)
 	if (rc < 0)
 		return bad(r, rc, "%s", why);
 	r->npages = r->m.mem_size / r->m.page_size;
-	if (r->m.compression == MIG_COMPRESS_ZSTD) {
-		r->dctx = ZSTD_createDCtx();
-		if (!r->dctx)
-			return bad(r, -ENOMEM, "no memory for a zstd context");
-	}
 	commit(r, MIG_SEC_MANIFEST, 0, 0);
 	return 0;
 }
@@ -624,6 +619,13 @@ int mig_stream_reader_load_pages(struct mig_stream_reader *r, const struct mig_s
 			p += ps;
 			break;
 		case MIG_PAGE_ZSTD:
+			if (!r->dctx)
+				r->dctx = ZSTD_createDCtx(); /* on first use */
+			if (!r->dctx) {
+				log_err("migration stream (%s): no memory for a zstd context",
+					r->t->desc);
+				return -ENOMEM;
+			}
 			clen = mig_get_le32(p);
 			n = ZSTD_decompressDCtx(r->dctx, dst, ps, p + 4, clen);
 			if (ZSTD_isError(n) || n != ps) {

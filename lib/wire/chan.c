@@ -202,6 +202,16 @@ void wire_chan_set_timeout(struct wire_chan *ch, int timeout_ms)
 	pthread_mutex_unlock(&ch->lock);
 }
 
+bool wire_chan_has_buffered(struct wire_chan *ch)
+{
+	pthread_mutex_lock(&ch->lock);
+	/* While another thread receives, what it reads is queued and
+	 * announced through notify_fd, so it is not ours to report. */
+	bool r = ch->bl_head || (!ch->rx_busy && ch->rx_end > ch->rx_pos);
+	pthread_mutex_unlock(&ch->lock);
+	return r;
+}
+
 int wire_chan_poll_fds(struct wire_chan *ch, int fds[2])
 {
 	int n = 0, fd = ch->tr->ops->fd(ch->tr);
@@ -500,6 +510,22 @@ static int ms_until(const struct timespec *ts)
 	return ms <= 0 ? 0 : ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }
 
+/* Becomes the receiver for one message: drops `lock` while reading, retakes
+ * it and wakes anyone waiting for the receiver role. Called with `lock` held
+ * and rx_busy clear. Returns rx_one's result; a fatal error kills the channel. */
+static int receive_locked(struct wire_chan *ch, struct wire_msg *m, int timeout_ms)
+{
+	ch->rx_busy = true;
+	pthread_mutex_unlock(&ch->lock);
+	int r = rx_one(ch, m, timeout_ms);
+	pthread_mutex_lock(&ch->lock);
+	ch->rx_busy = false;
+	pthread_cond_broadcast(&ch->cond);
+	if (r < 0 && r != -EAGAIN)
+		kill_locked(ch, r);
+	return r;
+}
+
 /* ---- commands out, replies in ---- */
 
 static struct pending *pending_alloc_locked(struct wire_chan *ch)
@@ -592,18 +618,8 @@ int wire_call(struct wire_chan *ch, uint16_t cmd, const struct iovec *iov, int i
 			continue;
 		}
 		struct wire_msg m;
-		ch->rx_busy = true;
-		pthread_mutex_unlock(&ch->lock);
-		int rr = rx_one(ch, &m, left);
-		pthread_mutex_lock(&ch->lock);
-		ch->rx_busy = false;
-		pthread_cond_broadcast(&ch->cond);
-		if (rr == -EAGAIN)
-			continue;
-		if (rr < 0) {
-			kill_locked(ch, rr);
-			continue;
-		}
+		if (receive_locked(ch, &m, left) < 0)
+			continue; /* timed out (re-checked above) or dead */
 		if (route_locked(ch, &m) && ch->notify_fd >= 0 && !ch->notify_raised) {
 			eventfd_write(ch->notify_fd, 1); /* a command waits for the dispatcher */
 			ch->notify_raised = true;
@@ -668,16 +684,10 @@ int wire_next_command(struct wire_chan *ch, struct wire_msg *cmd, int timeout_ms
 			continue;
 		}
 		struct wire_msg m;
-		ch->rx_busy = true;
-		pthread_mutex_unlock(&ch->lock);
-		r = rx_one(ch, &m, left);
-		pthread_mutex_lock(&ch->lock);
-		ch->rx_busy = false;
-		pthread_cond_broadcast(&ch->cond);
+		r = receive_locked(ch, &m, left);
 		if (r == -EAGAIN)
 			break;
 		if (r < 0) {
-			kill_locked(ch, r);
 			r = ch->dead;
 			break;
 		}

@@ -118,6 +118,11 @@ int wire_reply(struct wire_chan *ch, const struct wire_msg *req,
 /* Header-only error reply carrying @err (either sign). */
 int wire_reply_error(struct wire_chan *ch, const struct wire_msg *req, int err);
 
+/* True if a command can be taken without reading the transport: one is
+ * queued, or bytes of one are already buffered. An event loop that polls the
+ * transport fd must drain these first, since poll cannot see them. */
+bool wire_chan_has_buffered(struct wire_chan *ch);
+
 /* fds an external event loop polls for readability: the transport's and an
  * eventfd raised when commands were queued by a thread waiting for a reply.
  * Returns how many were written to @fds (at most 2). */

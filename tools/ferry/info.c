@@ -138,23 +138,43 @@ void info_report_free(struct info_report *r)
 	r->irqs = NULL;
 }
 
+/* Config space in the `lspci -xxxx` dump format, so that pciutils can decode
+ * any vfio-user device: ferry info SOCK --hexdump > f; lspci -F f -vvv */
+static int print_hexdump(const struct info_report *r, FILE *out)
+{
+	if (r->cfg_err < 0 || !r->cfg_len)
+		return r->cfg_err < 0 ? r->cfg_err : -ENODATA;
+	fprintf(out, "00:00.0 vfio-user device at %s\n", r->socket);
+	for (size_t off = 0; off < r->cfg_len; off += 16) {
+		fprintf(out, "%02zx:", off);
+		for (size_t i = off; i < off + 16 && i < r->cfg_len; i++)
+			fprintf(out, " %02x", r->cfg[i]);
+		fputc('\n', out);
+	}
+	fputc('\n', out);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: ferry info SOCKET [--json] [--timeout-ms N]\n"
+	fprintf(out, "usage: ferry info SOCKET [--json | --hexdump] [--timeout-ms N]\n"
 		     "  Attach the vfio-user device at SOCKET and print what it offers:\n"
 		     "  protocol capabilities, PCI identity and capabilities, regions,\n"
-		     "  interrupts and device features. Changes nothing on the device.\n");
+		     "  interrupts and device features. Changes nothing on the device.\n"
+		     "  --hexdump prints config space as `lspci -xxxx` does, for `lspci -F`.\n");
 }
 
 int cmd_info(int argc, char **argv)
 {
 	const char *socket = NULL;
-	bool json = false;
+	bool json = false, hexdump = false;
 	struct ferry_client_options opts = {.timeout_ms = INFO_DEFAULT_TIMEOUT_MS};
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json")) {
 			json = true;
+		} else if (!strcmp(argv[i], "--hexdump")) {
+			hexdump = true;
 		} else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc) {
 			char *end;
 			long v = strtol(argv[++i], &end, 10);
@@ -195,7 +215,9 @@ int cmd_info(int argc, char **argv)
 		ferry_client_close(c);
 		return 1;
 	}
-	if (json)
+	if (hexdump)
+		e = print_hexdump(&r, stdout);
+	else if (json)
 		e = info_print_json(&r, stdout);
 	else
 		info_print_text(&r, stdout);
