@@ -5,7 +5,11 @@ set -e
 build=${1:-build}
 shift || true
 echo "benchmark                    figure              | physical limit (same run)              | ratio"
+# One failing benchmark does not hide the others' figures; the exit status
+# still says something failed.
+failed=0
 for b in "$build"/bench/bench_*; do
 	[ -x "$b" ] || continue
-	"$b" "$@"
+	"$b" "$@" || { echo "$(basename "$b"): FAILED (exit $?)" >&2; failed=1; }
 done
+exit $failed

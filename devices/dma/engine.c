@@ -220,7 +220,7 @@ static bool has_work_locked(const struct dma_engine *e)
 {
 	const struct dma_state *st = &e->st;
 
-	return !e->quiescing && (st->control & DMA_CTRL_ENABLE) &&
+	return !e->quiescing && !e->paused && (st->control & DMA_CTRL_ENABLE) &&
 	       (st->status & DMA_STS_RUNNING) && st->head != st->tail;
 }
 
@@ -277,18 +277,24 @@ int dma_engine_start(struct dma_engine *e, struct ferry_device *dev)
 	return 0;
 }
 
+void dma_engine_stop(struct dma_engine *e)
+{
+	if (!e || !e->has_thread)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stopping = true;
+	atomic_store(&e->abort, true);
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->thread, NULL);
+	e->has_thread = false;
+}
+
 void dma_engine_destroy(struct dma_engine *e)
 {
 	if (!e)
 		return;
-	if (e->has_thread) {
-		pthread_mutex_lock(&e->lock);
-		e->stopping = true;
-		atomic_store(&e->abort, true);
-		pthread_cond_signal(&e->wake);
-		pthread_mutex_unlock(&e->lock);
-		pthread_join(e->thread, NULL);
-	}
+	dma_engine_stop(e);
 	pthread_cond_destroy(&e->idle);
 	pthread_cond_destroy(&e->wake);
 	pthread_mutex_destroy(&e->lock);
@@ -326,6 +332,19 @@ void dma_engine_reset(struct dma_engine *e)
 	engine_reset_locked(e);
 	pthread_mutex_unlock(&e->lock);
 	ferry_log(FERRY_LOG_INFO, "%s: reset", e->name);
+}
+
+void dma_engine_pause(struct dma_engine *e, bool pause)
+{
+	pthread_mutex_lock(&e->lock);
+	if (pause) {
+		e->paused = true;
+		quiesce_locked(e, false);
+	} else {
+		e->paused = false;
+		pthread_cond_signal(&e->wake);
+	}
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* ---- register side effects ---- */

@@ -52,9 +52,16 @@ int dma_engine_create(const char *name, struct dma_engine **out);
  * owned). Call once, after ferry_device_create(). Returns 0 or -errno. */
 int dma_engine_start(struct dma_engine *e, struct ferry_device *dev);
 
-/* Stops and joins the worker (abandoning the descriptor in progress between
- * two chunks), frees. NULL-safe; safe on an engine never started. Call it
- * after the device stopped serving, before ferry_device_destroy(). */
+/* Stops and joins the worker, abandoning the descriptor in progress between
+ * two chunks. Every other function keeps working (on the state alone), so
+ * device callbacks may still arrive: ferry_device_destroy() makes some for
+ * a client still connected. Idempotent; NULL-safe. Call it after the device
+ * stopped serving, before ferry_device_destroy(): the worker does DMA
+ * through the device. */
+void dma_engine_stop(struct dma_engine *e);
+
+/* dma_engine_stop(), then frees. NULL-safe; safe on an engine never
+ * started. Call it after ferry_device_destroy(). */
 void dma_engine_destroy(struct dma_engine *e);
 
 /* A trapped BAR0 access (the region_access op for DMA_BAR_REGS). @count is
@@ -66,6 +73,12 @@ int dma_engine_mmio(struct dma_engine *e, uint64_t offset, void *buf, uint32_t c
 /* Device reset: stops the worker between two chunks, drops the descriptor
  * in progress (no status is written for it) and zeroes the state. */
 void dma_engine_reset(struct dma_engine *e);
+
+/* @pause: returns once the descriptor in progress (if any) has completed,
+ * and starts no other: no DMA, no interrupt, registers still answer. Not
+ * architectural state (a power or migration state of the function), so
+ * not in struct dma_state and kept across reset. !@pause: carry on. */
+void dma_engine_pause(struct dma_engine *e, bool pause);
 
 /* The client mapped [iova, iova + size). */
 void dma_engine_dma_mapped(struct dma_engine *e, uint64_t iova, uint64_t size);

@@ -2,8 +2,8 @@
  * ferry-dev-dma: engine internals shared by engine.c (worker, lifecycle)
  * and mmio.c (register file). Not for server.c.
  *
- * Locking: e->lock guards st, busy, quiescing, stopping and the log-once
- * flags. The worker drops it while it executes a descriptor (busy set) and
+ * Locking: e->lock guards st, busy, quiescing, paused, stopping and the
+ * log-once flags. The worker drops it while it executes a descriptor (busy set) and
  * while it raises an interrupt; functions named *_locked expect it held.
  */
 #ifndef FERRY_DEV_DMA_ENGINE_PRIV_H
@@ -26,6 +26,7 @@ struct dma_engine {
 	bool stopping;              /* destroy: the worker exits */
 	bool busy;                  /* a descriptor is in progress outside the lock */
 	unsigned quiescing;         /* > 0: someone waits for !busy; start nothing */
+	bool paused;                /* dma_engine_pause(): no DMA, no interrupts */
 	atomic_bool abort;          /* asks the descriptor in progress to stop */
 	/* The last status store found the ring mapped without an fd: store
 	 * by DMA_WRITE until the mappings change (ferry_dma_ptr_get logs every

@@ -3,15 +3,18 @@
  *
  *   ferry-dev-dma --socket PATH [-v]
  *   ferry-dev-dma --socket-path=PATH        (vfio-user backend convention)
+ *   ferry-dev-dma --fd=FDNUM                (same: an already connected socket)
  *
- * Serves one client at a time on PATH until SIGTERM or SIGINT, then exits 0.
+ * Serves one client at a time on PATH until SIGTERM or SIGINT, then exits 0;
+ * with only --fd, until that client leaves.
  * Does not daemonize; logs go to stderr (-v: info, -vv: debug; or FERRY_LOG).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,35 +98,72 @@ static void dma_client_changed(void *opaque, bool attached)
 		dma_engine_reset(s->engine);
 }
 
+/* The guest quiesced the device before asking for low power; pausing the
+ * engine as well makes "no DMA, no interrupt while low" hold regardless. */
+static void dma_power_changed(void *opaque, bool low_power)
+{
+	struct dma_server *s = opaque;
+
+	ferry_log(FERRY_LOG_INFO, "%s: %s low power", DEV_NAME, low_power ? "entering" : "leaving");
+	dma_engine_pause(s->engine, low_power);
+}
+
 /* ---- setup ---- */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " DEV_NAME " --socket PATH [-v]...\n"
-		"       " DEV_NAME " --socket-path=PATH [-v]...\n"
+		"       " DEV_NAME " --socket-path=PATH | --fd=FDNUM [-v]...\n"
 		"A sample vfio-user PCI device: a descriptor-ring DMA engine.\n"
 		"  --socket, --socket-path PATH  UNIX socket to listen on\n"
+		"  --fd FDNUM                    serve this connected socket (exit when it closes)\n"
 		"  -v, --verbose                 more log lines (repeat for debug)\n"
 		"  -h, --help                    this text\n");
 }
 
-static int parse_args(int argc, char **argv, const char **socket_path)
+struct args {
+	const char *socket_path; /* NULL: none */
+	int fd;                  /* -1: none */
+};
+
+static int parse_fd(const char *s, int *fd)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT32_MAX)
+		return -EINVAL;
+	*fd = (int)v;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},
 		{"socket-path", required_argument, NULL, 's'},
+		{"fd", required_argument, NULL, 'f'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int verbose = 0, c;
 
-	*socket_path = NULL;
+	*a = (struct args){ .socket_path = NULL, .fd = -1 };
 	while ((c = getopt_long(argc, argv, "s:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			*socket_path = optarg;
+			a->socket_path = optarg;
+			break;
+		case 'f':
+			if (parse_fd(optarg, &a->fd) < 0) {
+				fprintf(stderr, DEV_NAME ": --fd %s: not a file descriptor number\n",
+					optarg);
+				return -EINVAL;
+			}
 			break;
 		case 'v':
 			verbose++;
@@ -136,7 +176,7 @@ static int parse_args(int argc, char **argv, const char **socket_path)
 			return -EINVAL;
 		}
 	}
-	if (optind < argc || !*socket_path) {
+	if (optind < argc || (!a->socket_path && a->fd < 0)) {
 		usage(stderr);
 		return -EINVAL;
 	}
@@ -156,6 +196,7 @@ static const struct ferry_device_ops dma_ops = {
 	.dma_mapped = dma_mapped,
 	.dma_unmapping = dma_unmapping,
 	.client_changed = dma_client_changed,
+	.power_changed = dma_power_changed,
 };
 
 static void fill_info(struct dma_server *s, struct ferry_device_info *info)
@@ -238,10 +279,10 @@ int main(int argc, char **argv)
 {
 	struct dma_server s = { .scratch = DMA_SCRATCH_INIT };
 	struct ferry_device_info info;
-	const char *path;
+	struct args args;
 	int rc;
 
-	if (parse_args(argc, argv, &path) < 0)
+	if (parse_args(argc, argv, &args) < 0)
 		return 2;
 	stop_signals_block(true);
 
@@ -264,21 +305,23 @@ int main(int argc, char **argv)
 			  strerror(-rc));
 		goto out_device;
 	}
-	rc = ferry_device_listen(s.dev, path);
-	if (rc < 0)
+	if (args.socket_path && (rc = ferry_device_listen(s.dev, args.socket_path)) < 0)
+		goto out_device;
+	if (args.fd >= 0 && (rc = ferry_device_attach_fd(s.dev, args.fd)) < 0)
 		goto out_device;
 
 	stop_signals_block(false);
 	rc = ferry_device_run(s.dev);
 	stop_signals_block(true);
 	if (rc < 0)
-		ferry_log(FERRY_LOG_ERR, "%s: serving %s failed: %s", DEV_NAME, path, strerror(-rc));
+		ferry_log(FERRY_LOG_ERR, "%s: serving failed: %s", DEV_NAME, strerror(-rc));
 	log_final_state(&s);
 
 out_device:
-	/* The worker reaches guest memory through the device: stop it first. */
-	dma_engine_destroy(s.engine);
-	s.engine = NULL;
+	/* The worker reaches guest memory through the device: stop it first.
+	 * The engine itself stays: destroying the device with a client still
+	 * connected calls dma_unmapping and client_changed. */
+	dma_engine_stop(s.engine);
 	stop_target = NULL;
 	ferry_device_destroy(s.dev);
 out_scratch:

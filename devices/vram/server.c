@@ -22,14 +22,6 @@
 #include "regs.h"
 #include "vram.h"
 
-/*
- * The library side of device_migration.h comes in a later wave than
- * device.h. Until it lands, a weak reference keeps this server building and
- * serving (without migration, with a warning); once libferry defines the
- * symbol, the reference binds to it and nothing here changes.
- */
-#pragma weak ferry_device_set_migration
-
 static struct ferry_device *running_dev; /* for the signal handler */
 
 static void on_signal(int sig)
@@ -153,14 +145,9 @@ static int serve(const char *name, const char *socket_path, uint64_t size)
 		goto out_vram;
 	v->raise_irq = raise_irq;
 	v->irq_arg = dev;
-	if (ferry_device_set_migration) {
-		rc = ferry_device_set_migration(dev, &vram_migration_ops);
-		if (rc < 0)
-			goto out_dev;
-	} else {
-		ferry_log(FERRY_LOG_WARN, "%s: libferry has no ferry_device_set_migration: "
-			  "serving without migration support", name);
-	}
+	rc = ferry_device_set_migration(dev, &vram_migration_ops);
+	if (rc < 0)
+		goto out_dev;
 	rc = ferry_device_listen(dev, socket_path);
 	if (rc < 0)
 		goto out_dev;

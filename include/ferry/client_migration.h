@@ -47,6 +47,41 @@ FERRY_API int ferry_client_mig_data_size(struct ferry_client *c, uint64_t *stop_
 FERRY_API int ferry_client_mig_precopy_info(struct ferry_client *c, uint64_t *initial_bytes,
 					    uint64_t *dirty_bytes);
 
+/* ---- mig_shm: the data stream through shared memory ----
+ *
+ * Ferry extension "mig_shm" (docs/protocol-extensions.md). The client hands
+ * a server a memfd; a read then has the device's save() write straight into
+ * it, a write has load() read straight from it, and no data byte travels in
+ * a message. Give the same memfd to a source and a destination and the
+ * client copies nothing: read into a range on the source, write that range
+ * to the destination. How the buffer is divided (e.g. slots, to pipeline
+ * reads and writes from two threads) is the caller's business; a range must
+ * not be reused before the call using it returned. Every call below returns
+ * -EOPNOTSUPP, sending nothing, when the server did not negotiate mig_shm.
+ */
+
+/* Creates a memfd of @size bytes sealed against shrinking and growing (the
+ * servers require F_SEAL_SHRINK so it cannot be truncated under their
+ * mappings). The caller owns *@fd and maps it itself if it wants to look at
+ * the data. Returns 0 or a negative errno. */
+FERRY_API int ferry_mig_shm_create(uint64_t size, int *fd);
+
+/* Hands @fd (@size bytes; duplicated in transit, not consumed) to the
+ * server as its migration buffer, replacing any earlier one. The server
+ * drops it on disconnect or ferry_client_mig_shm_release(). */
+FERRY_API int ferry_client_mig_shm_setup(struct ferry_client *c, int fd, uint64_t size);
+FERRY_API int ferry_client_mig_shm_release(struct ferry_client *c);
+
+/* MIG_DATA_READ into [@offset, @offset + @len) of the buffer: *@got bytes
+ * were written there, 0 meaning what it means for ferry_client_mig_read().
+ * The server fills the range unless the stream has nothing more; @len is
+ * not limited by max_data_xfer_size (only by the buffer). */
+FERRY_API int ferry_client_mig_read_shm(struct ferry_client *c, uint64_t offset, uint32_t len,
+					uint32_t *got);
+
+/* MIG_DATA_WRITE of [@offset, @offset + @len) of the buffer, in RESUMING. */
+FERRY_API int ferry_client_mig_write_shm(struct ferry_client *c, uint64_t offset, uint32_t len);
+
 #ifdef __cplusplus
 }
 #endif

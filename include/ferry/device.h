@@ -121,6 +121,15 @@ struct ferry_device_ops {
 	 * disconnect the library has unmapped all DMA and closed all IRQ
 	 * eventfds; device state is kept for the next client. Optional. */
 	void (*client_changed)(void *opaque, bool attached);
+
+	/* The device entered (@low_power true) or left (false) a low-power
+	 * state the client asked for with the low-power device features
+	 * (docs/power.md). While low the model may really idle: it receives no
+	 * trapped access and no reset without being told false first, and it
+	 * must start no DMA and raise no interrupt (the guest quiesced it
+	 * before asking for low power). Calls alternate, starting with true.
+	 * Optional. */
+	void (*power_changed)(void *opaque, bool low_power);
 };
 
 struct ferry_pci_id {
@@ -227,6 +236,9 @@ FERRY_API bool ferry_device_bus_master(const struct ferry_device *dev);
  * ferry_dma_ptr_get() may call the other helpers; they reuse its hold.
  * An access may span adjacent mappings; every part is checked before any
  * byte moves, so a failed access changes nothing.
+ *
+ * A device stopped for migration (STOP, STOP_COPY, RESUMING, ERROR:
+ * device_migration.h) does no DMA: the helpers return -EBUSY then.
  */
 
 /* Copies @len bytes at guest address @iova into @buf. -EFAULT if any byte is
@@ -269,9 +281,11 @@ FERRY_API void ferry_dma_mark_dirty(struct ferry_device *dev, uint64_t iova, siz
  * and delivers it on unmask), or if its mechanism is off in config space
  * (MSI-X or MSI disabled, an MSI vector not allotted, INTx while MSI/MSI-X
  * is on, the function in reset): then nothing is recorded, as hardware
- * sends nothing. Masks are the guest's (MSI-X function and vector masks,
- * MSI per-vector masks, Command.INTx-Disable) and the client's SET_IRQS
- * MASK. -EINVAL for a vector the device does not have. Takes the device's
+ * sends nothing. A device stopped for migration (device_migration.h)
+ * raises nothing either: the vector is recorded pending (-EAGAIN) and
+ * delivered once the device runs again. Masks are the guest's (MSI-X
+ * function and vector masks, MSI per-vector masks, Command.INTx-Disable) and
+ * the client's SET_IRQS MASK. -EINVAL for a vector the device does not have. Takes the device's
  * interrupt mutex for a few loads and one write(); never blocks on the
  * client. */
 FERRY_API int ferry_irq_trigger(struct ferry_device *dev, unsigned index, unsigned vector);

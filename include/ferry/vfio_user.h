@@ -263,6 +263,59 @@ struct vfio_user_precopy_info {
 	uint64_t dirty_bytes;
 } __attribute__((packed));
 
+/*
+ * ferry extension "dirty_shm" (docs/protocol-extensions.md): DMA logging
+ * reports written into memory the client shares with the server.
+ * DEVICE_FEATURE index FERRY_FEATURE_DIRTY_SHM:
+ *   SET, data struct vfio_user_dirty_shm_set + one sealed memfd: registers
+ *       the area (size 0 and no fd: unregisters);
+ *   GET, request data struct vfio_user_dma_logging_report (no bitmap):
+ *       DMA_LOGGING_REPORT into the area; reply data struct
+ *       vfio_user_dirty_shm_report. Area layout for a report of N bitmap
+ *       words: S = ceil(N / 64) summary words at offset 0 (bit i set iff
+ *       bitmap word i is non-zero; all S written), then from offset 8 * S
+ *       the non-zero bitmap words only, packed, in increasing i. The area
+ *       must hold S + N words (the worst case).
+ */
+#define FERRY_FEATURE_DIRTY_SHM 0xff03u
+
+struct vfio_user_dirty_shm_set {
+	uint64_t size;  /* bytes of the area, a multiple of 8; 0: unregister */
+	uint64_t flags; /* 0 */
+} __attribute__((packed));
+
+struct vfio_user_dirty_shm_report {
+	uint64_t iova;          /* echo of the request */
+	uint64_t length;
+	uint64_t page_size;
+	uint64_t nonzero_words; /* packed words written (= summary bits set) */
+} __attribute__((packed));
+
+/*
+ * ferry extension "mig_shm" (docs/protocol-extensions.md): migration data
+ * through a shared memory buffer instead of message payloads.
+ * FERRY_FEATURE_MIG_SHM, SET with one fd (a memfd sealed against
+ * shrinking): data = struct vfio_user_mig_shm; size 0 and no fd drops it.
+ * FERRY_FEATURE_MIG_SHM_DATA, data = struct vfio_user_mig_shm_data:
+ * GET = MIG_DATA_READ into [offset, offset + size) of the buffer (the reply
+ * carries the same struct with size = bytes produced), SET = MIG_DATA_WRITE
+ * from there.
+ */
+#define FERRY_FEATURE_MIG_SHM 0xff02u
+#define FERRY_FEATURE_MIG_SHM_DATA 0xff04u
+
+struct vfio_user_mig_shm {
+	uint64_t size;     /* bytes of the fd to map; 0: drop the buffer */
+	uint32_t flags;    /* 0 */
+	uint32_t reserved; /* 0 */
+} __attribute__((packed));
+
+struct vfio_user_mig_shm_data {
+	uint64_t offset; /* in the buffer */
+	uint32_t size;   /* request: bytes wanted / given; GET reply: bytes produced */
+	uint32_t flags;  /* 0 */
+} __attribute__((packed));
+
 _Static_assert(sizeof(struct vfio_user_header) == 16, "header");
 _Static_assert(sizeof(struct vfio_user_version) == 4, "version");
 _Static_assert(sizeof(struct vfio_user_dma_map) == 32, "dma_map");
@@ -287,5 +340,9 @@ _Static_assert(sizeof(struct vfio_user_dma_logging_range) == 16, "log range");
 _Static_assert(sizeof(struct vfio_user_dma_logging_report) == 24, "log report");
 _Static_assert(sizeof(struct vfio_user_mig_data) == 8, "mig_data");
 _Static_assert(sizeof(struct vfio_user_precopy_info) == 24, "precopy_info");
+_Static_assert(sizeof(struct vfio_user_mig_shm) == 16, "mig_shm");
+_Static_assert(sizeof(struct vfio_user_mig_shm_data) == 16, "mig_shm_data");
+_Static_assert(sizeof(struct vfio_user_dirty_shm_set) == 16, "dirty_shm set");
+_Static_assert(sizeof(struct vfio_user_dirty_shm_report) == 32, "dirty_shm report");
 
 #endif /* FERRY_VFIO_USER_H */

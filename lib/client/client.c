@@ -169,7 +169,9 @@ void ferry_client_close(struct ferry_client *c)
 	if (c->twin)
 		wire_chan_kill(c->twin, -ECONNRESET);
 	client_service_join(c);
+	client_power_free(c);
 	client_regions_free(c);
+	client_dirty_free(c);
 	wire_chan_destroy(c->twin);
 	wire_chan_destroy(c->ch);
 	client_dma_destroy(&c->dma);

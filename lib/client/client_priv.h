@@ -1,7 +1,7 @@
 /*
  * libferry client side, private: the connection object and what its parts
  * (client.c, call.c, service.c, region*.c, irq.c, dma.c, feature.c,
- * migration.c) share.
+ * migration.c, power.c) share.
  *
  * Concepts:
  * - One struct ferry_client is one vfio-user connection. Requests go through
@@ -12,9 +12,11 @@
  *   main channel (the wire layer routes replies to their callers, so it can
  *   share the socket with them), and answers them from the DMA table.
  * - Locks, never nested except where noted: `lock` guards the device and
- *   region caches and region mappings; the DMA table has its own lock
- *   (dma.c) and the dirty callback another (held while it runs). No lock is
- *   held across a wire call.
+ *   region caches and region mappings (and the low-power state); the DMA
+ *   table has its own lock (dma.c) and the dirty callback another (held
+ *   while it runs). No lock is held across a wire call, except power.c's
+ *   op_lock, which serialises low-power requests and is taken before `lock`,
+ *   and dirty_shm.c's area lock (one report chunk at a time), likewise.
  */
 #ifndef FERRY_CLIENT_PRIV_H
 #define FERRY_CLIENT_PRIV_H
@@ -53,6 +55,8 @@ struct client_dma_entry {
 	uint64_t fd_offset;
 };
 
+struct client_power; /* power.c */
+
 struct client_dma_table {
 	pthread_mutex_t lock;
 	struct client_dma_entry *v;
@@ -74,6 +78,7 @@ struct ferry_client {
 	struct client_region **regions; /* device.num_regions slots, filled lazily */
 	uint32_t rx_limit;              /* current max payload of the main channel */
 	int32_t mig_last_state;         /* last migration state confirmed; -1: unknown */
+	struct client_power *pm;        /* low power (power.c); NULL until first used */
 
 	struct client_dma_table dma;
 	uint64_t dma_min_page; /* smallest page size the server allows for DMA_MAP */
@@ -81,6 +86,8 @@ struct ferry_client {
 	pthread_mutex_t dirty_lock;
 	ferry_client_dirty_fn dirty_fn;
 	void *dirty_opaque;
+
+	struct client_dirty *dirty; /* dirty_shm.c: DMA logging's shared area, lazily */
 };
 
 /* ---- call.c: requests and reply checks ---- */
@@ -125,9 +132,22 @@ void client_dma_destroy(struct client_dma_table *t);
 /* Serves one DMA_READ / DMA_WRITE on @ch; replies itself. */
 void client_dma_serve(struct ferry_client *c, struct wire_chan *ch, struct wire_msg *cmd);
 
+/* ---- dirty_shm.c (dirty.c is the DMA logging API) ---- */
+
+/* Unmaps the dirty_shm area and frees its state (close). */
+void client_dirty_free(struct ferry_client *c);
+
 /* ---- region.c ---- */
 
 void client_regions_free(struct ferry_client *c);
+
+/* ---- power.c ---- */
+
+/* @reg was just mapped (lock held): in low power its areas are made
+ * inaccessible; if that fails it is unmapped again. 0 or a negative errno. */
+int client_power_mapped_locked(struct ferry_client *c, struct client_region *reg);
+/* Frees the low-power state and closes the watched eventfd (close). */
+void client_power_free(struct ferry_client *c);
 
 /* ---- region_caps.c: the region-info capability chain ---- */
 

@@ -1,8 +1,8 @@
 /*
  * Migration from the client's side (include/ferry/client_migration.h): the
  * MIGRATION, MIG_DEVICE_STATE, MIG_DATA_SIZE and ferry precopy_info features
- * and the data stream (PROTOCOL.md §7.3, §7.4, §7.6, §7.7;
- * docs/protocol-extensions.md). Policy (which state, when) belongs to
+ * and the data stream, through messages or ferry's mig_shm buffer
+ * (PROTOCOL.md §7.3, §7.4, §7.6, §7.7; docs/protocol-extensions.md). Policy (which state, when) belongs to
  * lib/migrate; this file only speaks the messages.
  *
  * The last state the device confirmed is remembered so that a failed
@@ -12,7 +12,11 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <ferry/client_migration.h>
 
@@ -181,4 +185,112 @@ int ferry_client_mig_precopy_info(struct ferry_client *c, uint64_t *initial_byte
 	*initial_bytes = info.initial_bytes;
 	*dirty_bytes = info.dirty_bytes;
 	return 0;
+}
+
+/* ---- mig_shm ---- */
+
+int ferry_mig_shm_create(uint64_t size, int *fd)
+{
+	int f, r;
+
+	if (!fd || !size || size > (uint64_t)INT64_MAX) {
+		log_err("ferry_mig_shm_create: size %" PRIu64 " or fd pointer invalid", size);
+		return -EINVAL;
+	}
+	f = memfd_create("ferry-mig-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (f < 0) {
+		r = -errno;
+		log_err("ferry_mig_shm_create: memfd_create: %s", strerror(-r));
+		return r;
+	}
+	if (ftruncate(f, (off_t)size) < 0 ||
+	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		r = -errno;
+		log_err("ferry_mig_shm_create: %" PRIu64 " bytes, sealed: %s", size, strerror(-r));
+		close(f);
+		return r;
+	}
+	*fd = f;
+	return 0;
+}
+
+static bool has_shm(struct ferry_client *c)
+{
+	return c->caps.extensions & FERRY_EXT_MIG_SHM;
+}
+
+int ferry_client_mig_shm_setup(struct ferry_client *c, int fd, uint64_t size)
+{
+	struct vfio_user_mig_shm v = {.size = size};
+	int r;
+
+	if (!has_shm(c))
+		return -EOPNOTSUPP;
+	if (fd < 0 || !size) {
+		log_err("%s: MIG_SHM setup with fd %d, size %" PRIu64 ": both needed", c->name, fd,
+			size);
+		return -EINVAL;
+	}
+	r = ferry_client_feature(c, FERRY_FEATURE_MIG_SHM | VFIO_DEVICE_FEATURE_SET, &v, sizeof(v),
+				 &fd, 1, NULL, 0, NULL);
+	if (r < 0)
+		log_err("%s: MIG_SHM setup of %" PRIu64 " bytes failed: %s", c->name, size,
+			strerror(-r));
+	return r;
+}
+
+int ferry_client_mig_shm_release(struct ferry_client *c)
+{
+	struct vfio_user_mig_shm v = {0};
+	int r;
+
+	if (!has_shm(c))
+		return -EOPNOTSUPP;
+	r = ferry_client_feature(c, FERRY_FEATURE_MIG_SHM | VFIO_DEVICE_FEATURE_SET, &v, sizeof(v),
+				 NULL, 0, NULL, 0, NULL);
+	if (r < 0)
+		log_err("%s: MIG_SHM release failed: %s", c->name, strerror(-r));
+	return r;
+}
+
+int ferry_client_mig_read_shm(struct ferry_client *c, uint64_t offset, uint32_t len,
+			      uint32_t *got)
+{
+	struct vfio_user_mig_shm_data req = {.offset = offset, .size = len}, rep;
+	size_t n = 0;
+	int r;
+
+	*got = 0;
+	if (!has_shm(c))
+		return -EOPNOTSUPP;
+	r = ferry_client_feature(c, FERRY_FEATURE_MIG_SHM_DATA | VFIO_DEVICE_FEATURE_GET, &req,
+				 sizeof(req), NULL, 0, &rep, sizeof(rep), &n);
+	if (r < 0) {
+		log_err("%s: MIG_SHM read of %u bytes at 0x%" PRIx64 " failed: %s", c->name, len,
+			offset, strerror(-r));
+		return r;
+	}
+	if (n < sizeof(rep) || rep.offset != offset || rep.size > len) {
+		log_err("%s: MIG_SHM read of %u bytes at 0x%" PRIx64 ": reply of %zu bytes names "
+			"%u bytes at 0x%" PRIx64, c->name, len, offset, n,
+			n >= sizeof(rep) ? rep.size : 0, n >= sizeof(rep) ? rep.offset : 0);
+		return -EPROTO;
+	}
+	*got = rep.size;
+	return 0;
+}
+
+int ferry_client_mig_write_shm(struct ferry_client *c, uint64_t offset, uint32_t len)
+{
+	struct vfio_user_mig_shm_data req = {.offset = offset, .size = len};
+	int r;
+
+	if (!has_shm(c))
+		return -EOPNOTSUPP;
+	r = ferry_client_feature(c, FERRY_FEATURE_MIG_SHM_DATA | VFIO_DEVICE_FEATURE_SET, &req,
+				 sizeof(req), NULL, 0, NULL, 0, NULL);
+	if (r < 0)
+		log_err("%s: MIG_SHM write of %u bytes at 0x%" PRIx64 " failed: %s", c->name, len,
+			offset, strerror(-r));
+	return r;
 }

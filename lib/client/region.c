@@ -252,8 +252,8 @@ void *ferry_client_region_map(struct ferry_client *c, unsigned index, int *err)
 	if (r == 0) {
 		pthread_mutex_lock(&c->lock);
 		struct client_region *reg = cached_locked(c, index);
-		if (!reg->map_base)
-			r = map_locked(c, reg);
+		if (!reg->map_base && (r = map_locked(c, reg)) == 0)
+			r = client_power_mapped_locked(c, reg); /* inaccessible in low power */
 		base = reg->map_base;
 		pthread_mutex_unlock(&c->lock);
 	}

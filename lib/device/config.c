@@ -7,7 +7,9 @@
  *   MSI      enable / vector count / per-vector masks: pending MSIs go out;
  *   MSI-X    enable / function mask: pending MSI-X vectors go out;
  *   FLR      a function-level reset, the same as DEVICE_RESET;
- *   POWER, BAR  nothing beyond the emulation yet.
+ *   POWER    the guest's PMCSR writes are emulation only, except that a
+ *            device in low power keeps reading D3hot (power.c);
+ *   BAR      nothing beyond the emulation yet.
  * The config space is read by ferry_irq_trigger on other threads, so every
  * access runs under irq_lock; the model's callbacks run after it is dropped.
  */
@@ -29,6 +31,8 @@ int config_access(struct ferry_device *dev, uint64_t off, void *buf, uint32_t co
 		return r;
 	}
 	r = pci_config_write(dev->cfg, off, buf, count, &ev);
+	if (ev & PCI_CFG_EV_POWER)
+		power_pmcsr_written_locked(dev);
 	if (ev & PCI_CFG_EV_COMMAND) {
 		atomic_store_explicit(&dev->bus_master, pci_config_bus_master(dev->cfg),
 				      memory_order_release);

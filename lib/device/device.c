@@ -274,9 +274,16 @@ int ferry_device_create(const struct ferry_device_info *info, struct ferry_devic
 	dev->info.name = dev->name;
 	memcpy(&dev->ops, info->ops, info->ops->size);
 	dev->info.ops = &dev->ops;
-	dev->mig_state = FERRY_MIG_RUNNING;
+	atomic_init(&dev->mig_state, FERRY_MIG_RUNNING);
+	atomic_init(&dev->is_quiesced, false);
+	atomic_init(&dev->has_logged_quiesced, false);
 	atomic_init(&dev->bus_master, false);
 	atomic_init(&dev->is_stopping, false);
+	power_init(dev);
+	if ((r = state_lock_init(dev)) < 0) {
+		log_err("%s: state lock: %s", name, strerror(-r));
+		goto out_dev;
+	}
 
 	for (unsigned i = 0; i < FERRY_PCI_NUM_REGIONS; i++) {
 		struct ferry_region *reg = &dev->info.regions[i];
@@ -353,6 +360,7 @@ void ferry_device_destroy(struct ferry_device *dev)
 		close(dev->epoll_fd);
 	if (dev->stop_fd >= 0)
 		close(dev->stop_fd);
+	mig_destroy(dev);
 	dirty_log_destroy(dev->log);
 	dma_table_destroy(dev->dma);
 	irq_fini(dev);
@@ -363,6 +371,7 @@ void ferry_device_destroy(struct ferry_device *dev)
 			close(dev->region_fd[i]);
 		free(dev->areas[i]);
 	}
+	state_lock_fini(dev);
 	free(dev);
 }
 
@@ -411,9 +420,15 @@ static void conn_close(struct ferry_device *dev)
 	n = wire_chan_poll_fds(c->chan, fds);
 	for (int i = 0; i < n; i++)
 		epoll_del(dev, fds[i]);
-	/* 2. Client state: DMA (waits for helpers in flight), logging, eventfds. */
+	/* 2. Under the state lock (no reset from another thread meanwhile):
+	 *    migration back to RUNNING (mig_reset.c), then the client's state:
+	 *    DMA (waits for helpers in flight), logging, eventfds, a low-power
+	 *    entry. */
+	dev_lock(dev);
+	mig_client_gone(dev);
 	dma_release_client(dev);
 	irq_release_client(dev);
+	power_release_client(dev);
 	/* 3. Nobody can reach the channels any more. */
 	wire_chan_destroy(c->twin);
 	wire_chan_destroy(c->chan);
@@ -423,6 +438,7 @@ static void conn_close(struct ferry_device *dev)
 		if (dev->ops.client_changed)
 			dev->ops.client_changed(dev->info.opaque, false);
 	}
+	dev_unlock(dev);
 	free(c);
 	if (dev->listen_fd >= 0)
 		epoll_add(dev, dev->listen_fd);
@@ -584,6 +600,10 @@ static void serve_ready(struct ferry_device *dev)
 			conn_close(dev);
 			return;
 		}
+		/* Back to poll unless a command is already buffered: trying
+		 * another receive would mostly cost an EAGAIN syscall. */
+		if (!wire_chan_has_buffered(c->chan))
+			return;
 	}
 }
 

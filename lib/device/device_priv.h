@@ -18,9 +18,27 @@
  *   dma.c       DMA_MAP/UNMAP and the public DMA helpers
  *   feature.c   the DEVICE_FEATURE envelope and the feature registry
  *   logging.c   DMA_LOGGING_START/STOP/REPORT on top of dirty_log
+ *   logging_shm.c  the dirty_shm extension: REPORT into client-shared memory
  *   reset.c     DEVICE_RESET and function-level reset
+ *   power.c     low power: LOW_POWER_ENTRY(_WITH_WAKEUP)/EXIT, wake on access
+ *   migration.c     ferry_device_set_migration, the state machine driver, quiescing
+ *   mig_features.c  MIGRATION, MIG_DEVICE_STATE, MIG_DATA_SIZE, precopy_info
+ *   mig_data.c      MIG_DATA_READ/WRITE and the stream around the model's bytes
+ *   mig_libstate.c  the library's own device state in the stream (prefix, trailer)
+ *   mig_shm.c       the mig_shm extension: migration data through shared memory
+ *   mig_reset.c     the state lock, deferred reset, ferry_device_reset, disconnect
  *
- * Locks (never taken in the reverse order; no ops callback runs under any):
+ * Locks, outermost first (never taken in the reverse order):
+ *   state lock struct state_lock (mig_reset.c). Held by the message thread
+ *              around every command it dispatches (so a migration SET is one
+ *              critical section from request to reply, and every ops callback
+ *              on the message thread runs under it), by a disconnect while
+ *              the device returns to RUNNING, and by ferry_device_reset().
+ *              That one, finding the lock busy, leaves a deferred reset which
+ *              the holder runs before it unlocks (the caller waits for it). A
+ *              thread holding DMA pointers must not ask (-EDEADLK): the holder
+ *              may be waiting for the DMA table's write lock.
+ * No ops callback runs under the two below:
  *   irq_lock   config space, MSI-X table/PBA, eventfds, masks, pending bits.
  *              Short holds; taken by ferry_irq_trigger from any thread.
  *   dma table  its rwlock (dma_table.h) also guards dma_chan/dma_xfer below
@@ -36,6 +54,7 @@
 #include <stdint.h>
 
 #include <ferry/device.h>
+#include <ferry/migration.h>
 #include <ferry/vfio_user.h>
 
 #include "device/dirty_log.h"
@@ -51,6 +70,19 @@
 #define DEV_MAX_MMAP_AREAS 64u
 
 struct msix; /* msix.c */
+struct mig;  /* migration.c */
+
+/* Sets of migration states, as masks of 1 << enum ferry_mig_state: the
+ * gating tables (dispatch.c, the feature registry) are written with these. */
+#define MIG_BIT(s) (1u << (s))
+#define MIG_STATES_ALL ((1u << FERRY_MIG_NUM_STATES) - 1)
+#define MIG_STATES_RUNNING (MIG_BIT(FERRY_MIG_RUNNING) | MIG_BIT(FERRY_MIG_RUNNING_P2P) | \
+			    MIG_BIT(FERRY_MIG_PRE_COPY) | MIG_BIT(FERRY_MIG_PRE_COPY_P2P))
+#define MIG_STATES_PRECOPY (MIG_BIT(FERRY_MIG_PRE_COPY) | MIG_BIT(FERRY_MIG_PRE_COPY_P2P))
+#define MIG_STATES_SAVING (MIG_STATES_PRECOPY | MIG_BIT(FERRY_MIG_STOP_COPY))
+#define MIG_STATES_RESUMING MIG_BIT(FERRY_MIG_RESUMING)
+#define MIG_STATES_STOPPED (MIG_BIT(FERRY_MIG_STOP) | MIG_BIT(FERRY_MIG_STOP_COPY) | \
+			    MIG_BIT(FERRY_MIG_RESUMING) | MIG_BIT(FERRY_MIG_ERROR))
 
 /* One client connection. */
 struct conn {
@@ -98,9 +130,34 @@ struct ferry_device {
 	uint64_t log_req_page_size;
 	uint32_t log_req_nranges;
 	struct vfio_user_dma_logging_range *log_req_ranges;
+	/* logging_shm.c, message thread only: the dirty_shm area, or NULL */
+	void *log_shm;
+	uint64_t log_shm_size;
 
-	/* migration state, for dispatch gating (RUNNING until migration lands) */
-	uint32_t mig_state;
+	/* power.c, message thread only (PMCSR itself is config space: irq_lock) */
+	uint8_t pm_entry;        /* enum power_entry: the client's low-power entry */
+	bool pm_is_asleep;       /* the model was told to idle; PMCSR reads D3hot */
+	unsigned pm_wake_depth;  /* power_wake_for() brackets in progress */
+	int pm_wake_fd;          /* wakeup eventfd of a WITH_WAKEUP entry, else -1 */
+
+	/* Migration (migration.c). mig is NULL for a model without migration.
+	 * mig_state is the FSM state (dispatch gating, GET); written under the
+	 * state lock, read from any thread. is_quiesced is true in STOP,
+	 * STOP_COPY, RESUMING and ERROR, and while an arc leaves a running
+	 * state: DMA helpers return -EBUSY, triggers become pending. */
+	struct mig *mig;
+	atomic_uint mig_state;
+	atomic_bool is_quiesced;
+	atomic_bool has_logged_quiesced; /* one debug line per stopped period */
+	struct state_lock {
+		pthread_mutex_t mx;      /* the state lock itself */
+		pthread_mutex_t meta;    /* guards the rest; never held across work */
+		pthread_cond_t reset_cv; /* resets_done moved */
+		bool is_init, is_held;
+		pthread_t holder;
+		uint64_t resets_asked, resets_done;
+		int reset_rc;            /* of the last deferred reset */
+	} state;
 
 	/* device.c: sockets and the loop */
 	int listen_fd;
@@ -194,6 +251,9 @@ void dma_set_channel(struct ferry_device *dev, struct wire_chan *ch, uint32_t xf
 
 /* ---- logging.c ---- */
 void logging_stop(struct ferry_device *dev);
+/* ---- logging_shm.c ---- */
+/* Client gone: unmap the dirty_shm area. Message thread. */
+void logging_shm_release(struct ferry_device *dev);
 
 /* ---- feature.c registry entries (defined where the feature lives) ---- */
 struct feature_reply {
@@ -214,11 +274,83 @@ struct feature_ops {
 		   uint32_t max_out, struct feature_reply *out);
 	/* SET: @data may be edited in place: it is echoed back. */
 	int (*set)(struct ferry_device *dev, uint8_t *data, uint32_t len);
+	/* Features whose SET carries fds (ferry extensions): at most max_fds
+	 * (every other request of any feature must carry none), and set_fds
+	 * instead of set, with the request @m whose fds it may take
+	 * (wire_msg_take_fd); those left are closed with the message. */
+	unsigned max_fds;
+	int (*set_fds)(struct ferry_device *dev, uint8_t *data, uint32_t len, struct wire_msg *m);
+	/* Migration states (MIG_STATES_* masks) in which a GET / SET is
+	 * allowed, EINVAL elsewhere; 0: every state. PROBE is never gated. */
+	uint32_t get_states, set_states;
 };
 
 extern const struct feature_ops feature_dma_logging_start;
 extern const struct feature_ops feature_dma_logging_stop;
 extern const struct feature_ops feature_dma_logging_report;
+extern const struct feature_ops feature_dirty_shm; /* ferry extension dirty_shm */
+
+/* ---- mig_reset.c: the state lock ---- */
+int state_lock_init(struct ferry_device *dev);
+void state_lock_fini(struct ferry_device *dev);
+/* Takes the state lock. */
+void dev_lock(struct ferry_device *dev);
+/* Runs the resets deferred meanwhile, then releases the state lock. */
+void dev_unlock(struct ferry_device *dev);
+/* Client gone (state lock held): back to RUNNING, as the kernel does on
+ * close: saving and stopped states through their arcs, RESUMING and ERROR
+ * (or a failing arc) through a reset; the client's mig_shm buffer goes. */
+void mig_client_gone(struct ferry_device *dev);
+
+/* ---- migration.c ---- */
+/* The reset (device_reset, state lock held) is over: data sessions ended,
+ * state RUNNING, or ERROR if the model failed to reset (@rc < 0). */
+void mig_after_reset(struct ferry_device *dev, int rc);
+void mig_destroy(struct ferry_device *dev);
+/* The ferry extensions migration offers in VERSION (WIRE_EXT_* bits). */
+uint32_t mig_wire_ext(const struct ferry_device *dev);
+/* STOP, STOP_COPY, RESUMING, ERROR (or an arc out of a running state): the
+ * library does no DMA and raises no interrupt for the device. Any thread. */
+static inline bool dev_is_quiesced(const struct ferry_device *dev)
+{
+	return atomic_load_explicit(&dev->is_quiesced, memory_order_acquire);
+}
+/* One debug line per stopped period for a refused DMA or trigger. */
+void mig_note_quiesced(struct ferry_device *dev, const char *what);
+
+/* MIG_DATA_READ / MIG_DATA_WRITE (mig_data.c). */
+int handle_mig_data_read(struct ferry_device *dev, struct conn *c, struct wire_msg *m);
+int handle_mig_data_write(struct ferry_device *dev, struct conn *c, struct wire_msg *m);
+
+/* ferry_dma_ptr_get holds of the calling thread on @dev (dma.c). */
+bool dma_thread_holds(struct ferry_device *dev);
+
+extern const struct feature_ops feature_migration;
+extern const struct feature_ops feature_mig_device_state;
+extern const struct feature_ops feature_mig_data_size;
+extern const struct feature_ops feature_precopy_info;
+extern const struct feature_ops feature_mig_shm;
+extern const struct feature_ops feature_mig_shm_data;
+
+/* ---- power.c (message thread only) ---- */
+void power_init(struct ferry_device *dev);
+/* Brackets work that needs the device powered: a trapped region access, a
+ * reset, a migration state change or migration data. A device in low power
+ * wakes at the outermost power_wake_for(): with a wakeup eventfd it is
+ * signalled once and the entry is over; without one the device goes back
+ * to low power at the matching power_wake_done(). Nests. @why names the
+ * work in the log line. */
+void power_wake_for(struct ferry_device *dev, const char *why);
+void power_wake_done(struct ferry_device *dev);
+/* A config write changed PMCSR's power state (irq_lock held): while the
+ * device is asleep it keeps reading D3hot. */
+void power_pmcsr_written_locked(struct ferry_device *dev);
+/* Client gone: leave low power without signalling, close the eventfd. */
+void power_release_client(struct ferry_device *dev);
+
+extern const struct feature_ops feature_low_power_entry;
+extern const struct feature_ops feature_low_power_entry_wakeup;
+extern const struct feature_ops feature_low_power_exit;
 
 /* ---- reset.c ---- */
 /* The whole function reset: DEVICE_RESET and FLR. Message thread. */

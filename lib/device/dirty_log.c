@@ -81,6 +81,7 @@ int dirty_log_start(struct dirty_log *l, uint64_t page_size,
 {
 	struct log_range sorted[DIRTY_LOG_MAX_RANGES];
 	struct log_range *r;
+	uint64_t total_words = 0;
 
 	if (atomic_load_explicit(&l->is_started, memory_order_relaxed)) {
 		log_err("dirty log start: already started (page size 0x%" PRIx64 ")", l->page_size);
@@ -114,6 +115,14 @@ int dirty_log_start(struct dirty_log *l, uint64_t page_size,
 			return -EOVERFLOW;
 		}
 		sorted[i] = (struct log_range){ .iova = iova, .length = len, .npages = len / page_size };
+		/* Each range is < 2^64 bytes, so its word count is < 2^52: no wrap. */
+		total_words += (sorted[i].npages + 63) / 64;
+		if (total_words > DIRTY_LOG_MAX_BITMAP / sizeof(uint64_t)) {
+			log_err("dirty log start: %" PRIu32 " ranges up to [0x%" PRIx64 ", +0x%" PRIx64
+				") need more than %llu bitmap bytes at page size 0x%" PRIx64
+				" (use a larger page size)", n, iova, len, DIRTY_LOG_MAX_BITMAP, page_size);
+			return -E2BIG;
+		}
 	}
 	qsort(sorted, n, sizeof(sorted[0]), cmp_range);
 	for (uint32_t i = 1; i < n; i++) {
@@ -191,7 +200,12 @@ static uint32_t range_at_or_below(const struct dirty_log *l, uint64_t iova)
 	return lo ? lo - 1 : 0;
 }
 
-/* Sets tracking pages first..last (inclusive) of one bitmap. */
+/* Sets tracking pages first..last (inclusive) of one bitmap. Always a
+ * fetch_or, even when the bits look set already, on purpose: skipping on a
+ * plain load would not order the caller's data stores before a concurrent
+ * report's exchange (x86 lets a load pass earlier stores), so the report
+ * could take the bit while the new data is still invisible, and the write
+ * would be lost. */
 static void set_pages(_Atomic uint64_t *bits, uint64_t first, uint64_t last)
 {
 	uint64_t w = first / 64, wl = last / 64;
@@ -292,12 +306,39 @@ static void set_out(uint64_t *out, uint64_t p0, uint64_t p1)
 	out[wl] |= bit_span(0, p1 % 64);
 }
 
+/*
+ * Output words that are whole tracking words: when q0 is a multiple of 64,
+ * every output word but a partial last one (fewer than 64 bits, or holding
+ * the tracking page only partly reported) is tracking word q0 / 64 + w.
+ * Those go through the tight loops below (a relaxed load, and an exchange
+ * only when non-zero: about a memcpy); the rest through take_bits().
+ */
+static uint64_t whole_words(uint64_t q0, uint64_t nout, bool tail_partial)
+{
+	if (q0 % 64)
+		return 0;
+	return nout / 64 - (tail_partial && nout % 64 == 0);
+}
+
+static inline uint64_t take_whole(_Atomic uint64_t *w)
+{
+	uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+
+	return v ? atomic_exchange_explicit(w, 0, memory_order_acquire) : 0;
+}
+
 /* Same page size, iova on a tracking page boundary: output bit p is
  * tracking bit q0 + p, so copy (and clear) 64 bits at a time. */
 static void report_same(const struct log_range *r, uint64_t q0, uint64_t nout,
 			bool tail_partial, uint64_t *out)
 {
-	for (uint64_t w = 0; w * 64 < nout; w++) {
+	const uint64_t whole = whole_words(q0, nout, tail_partial);
+	_Atomic uint64_t *src = r->bits + q0 / 64;
+	uint64_t w;
+
+	for (w = 0; w < whole; w++)
+		out[w] = take_whole(&src[w]);
+	for (; w * 64 < nout; w++) {
 		unsigned n = nout - w * 64 < 64 ? (unsigned)(nout - w * 64) : 64;
 		bool last = (w + 1) * 64 >= nout;
 
@@ -306,13 +347,16 @@ static void report_same(const struct log_range *r, uint64_t q0, uint64_t nout,
 }
 
 /*
- * Any page sizes and alignment: walk the dirty tracking pages of [iova, end)
- * and set the output bits each overlaps. When the output is coarser, the
+ * Any page sizes and alignment: walk the dirty tracking pages of [iova, end),
+ * a part of range @r, and OR in the output bits each overlaps; output bit p
+ * covers [origin + p * rps, +rps) (origin <= iova: the start of the whole
+ * report, which may span several ranges). When the output is coarser, the
  * tracking pages that can only feed an output bit already set are skipped,
  * so the cost is per word plus per output bit set, not per dirty page.
  */
-static void report_general(const struct dirty_log *l, const struct log_range *r, uint64_t iova,
-			   uint64_t end, unsigned rshift, uint64_t nout, uint64_t *out)
+static void report_general(const struct dirty_log *l, const struct log_range *r, uint64_t origin,
+			   uint64_t iova, uint64_t end, unsigned rshift, uint64_t nout,
+			   uint64_t *out)
 {
 	const unsigned tshift = l->page_shift;
 	const uint64_t tmask = l->page_size - 1;
@@ -337,17 +381,18 @@ static void report_general(const struct dirty_log *l, const struct log_range *r,
 			uint64_t pstart = r->iova + (q << tshift);
 			uint64_t a = pstart > iova ? pstart : iova;
 			uint64_t b = end - pstart > l->page_size ? pstart + l->page_size : end;
-			uint64_t p1 = (b - 1 - iova) >> rshift, qn;
+			uint64_t p1 = (b - 1 - origin) >> rshift, qn;
 
-			set_out(out, (a - iova) >> rshift, p1);
+			set_out(out, (a - origin) >> rshift, p1);
 			v &= v - 1;
 			if (p1 + 1 >= nout) {
 				v = 0; /* later pages only feed the last bit, already set */
 				break;
 			}
 			/* Skip pages wholly before output page p1 + 1; (p1 + 1) << rshift
-			 * < length, so no overflow. */
-			qn = (iova + ((p1 + 1) << rshift) - r->iova) >> tshift;
+			 * < the report's length, so no overflow; that page starts after
+			 * b - 1 >= r->iova. */
+			qn = (origin + ((p1 + 1) << rshift) - r->iova) >> tshift;
 			if (qn >= (w + 1) * 64)
 				v = 0;
 			else if (qn > w * 64)
@@ -356,27 +401,46 @@ static void report_general(const struct dirty_log *l, const struct log_range *r,
 	}
 }
 
-/* The logging range holding all of [iova, end), or NULL. */
-static const struct log_range *containing_range(const struct dirty_log *l, uint64_t iova,
-						uint64_t end)
+/*
+ * The ranges covering [iova, end) without a gap: returns the index of the
+ * first and sets *@n to how many there are, or returns -1 (with *@gap the
+ * first address not covered).
+ */
+static int64_t covering_ranges(const struct dirty_log *l, uint64_t iova, uint64_t end,
+			       uint32_t *n, uint64_t *gap)
 {
-	const struct log_range *r;
+	uint32_t first, i;
+	uint64_t pos = iova;
 
+	*gap = iova;
 	if (!l->nranges)
-		return NULL;
-	r = &l->ranges[range_at_or_below(l, iova)];
-	if (iova < r->iova || end > r->iova + r->length)
-		return NULL;
-	return r;
+		return -1;
+	first = range_at_or_below(l, iova);
+	for (i = first; i < l->nranges && pos < end; i++) {
+		const struct log_range *r = &l->ranges[i];
+
+		if (r->iova > pos || r->iova + r->length <= pos) {
+			*gap = pos;
+			return -1;
+		}
+		pos = r->iova + r->length;
+	}
+	if (pos < end) {
+		*gap = pos;
+		return -1;
+	}
+	*n = i - first;
+	return first;
 }
 
-int dirty_log_report(struct dirty_log *l, uint64_t iova, uint64_t length, uint64_t page_size,
-		     uint64_t *out)
+/* The checks both reports share; on success the covering ranges. */
+static int report_check(const struct dirty_log *l, uint64_t iova, uint64_t length,
+			uint64_t page_size, const void *out, const struct log_range **r,
+			uint32_t *n)
 {
-	const struct log_range *r = NULL;
 	const char *why = NULL;
-	uint64_t end = 0, nout;
-	unsigned rshift;
+	uint64_t gap = 0;
+	int64_t first;
 
 	if (!atomic_load_explicit(&l->is_started, memory_order_relaxed))
 		why = "logging not started";
@@ -388,27 +452,118 @@ int dirty_log_report(struct dirty_log *l, uint64_t iova, uint64_t length, uint64
 		why = "range wraps";
 	else if (!out)
 		why = "no bitmap";
-	if (!why) {
-		end = iova + length;
-		r = containing_range(l, iova, end);
-		if (!r)
-			why = "range not inside one logging range";
-	}
 	if (why) {
 		log_err("dirty log report [0x%" PRIx64 ", +0x%" PRIx64 ") page size 0x%" PRIx64 ": %s",
 			iova, length, page_size, why);
 		return -EINVAL;
 	}
+	first = covering_ranges(l, iova, iova + length, n, &gap);
+	if (first < 0) {
+		log_err("dirty log report [0x%" PRIx64 ", +0x%" PRIx64 ") page size 0x%" PRIx64
+			": 0x%" PRIx64 " is not in any logging range", iova, length, page_size, gap);
+		return -EINVAL;
+	}
+	*r = &l->ranges[first];
+	return 0;
+}
 
+/* Whether the one-word-per-word path applies: one range, same page size,
+ * iova on a tracking page boundary. */
+static bool is_word_path(const struct dirty_log *l, const struct log_range *r, uint32_t n,
+			 uint64_t iova, uint64_t page_size)
+{
+	return n == 1 && page_size == l->page_size && !((iova - r->iova) & (page_size - 1));
+}
+
+/* Any other case: every output word written, ORed range by range. */
+static void report_ranges(const struct dirty_log *l, const struct log_range *r, uint32_t n,
+			  uint64_t iova, uint64_t end, unsigned rshift, uint64_t nout,
+			  uint64_t *out)
+{
+	memset(out, 0, (size_t)dirty_log_bitmap_size(end - iova, (uint64_t)1 << rshift));
+	for (uint32_t i = 0; i < n; i++, r++) {
+		uint64_t a = iova > r->iova ? iova : r->iova;
+		uint64_t b = end < r->iova + r->length ? end : r->iova + r->length;
+
+		report_general(l, r, iova, a, b, rshift, nout, out);
+	}
+}
+
+int dirty_log_report(struct dirty_log *l, uint64_t iova, uint64_t length, uint64_t page_size,
+		     uint64_t *out)
+{
+	const struct log_range *r = NULL;
+	uint32_t n = 0;
+	unsigned rshift;
+	uint64_t nout, end = iova + length;
+	int ret = report_check(l, iova, length, page_size, out, &r, &n);
+
+	if (ret < 0)
+		return ret;
 	rshift = (unsigned)__builtin_ctzll(page_size);
 	nout = ((length - 1) >> rshift) + 1;
-	if (page_size == l->page_size && !((iova - r->iova) & (page_size - 1))) {
-		/* Writes every output word itself. */
+	if (is_word_path(l, r, n, iova, page_size)) /* writes every output word itself */
 		report_same(r, (iova - r->iova) >> rshift, nout, (end - r->iova) & (page_size - 1),
 			    out);
-	} else {
-		memset(out, 0, (size_t)dirty_log_bitmap_size(length, page_size));
-		report_general(l, r, iova, end, rshift, nout, out);
-	}
+	else
+		report_ranges(l, r, n, iova, end, rshift, nout, out);
 	return 0;
+}
+
+int64_t dirty_log_report_sparse(struct dirty_log *l, uint64_t iova, uint64_t length,
+				uint64_t page_size, uint64_t *summary, uint64_t *out)
+{
+	const struct log_range *r = NULL;
+	uint32_t n = 0;
+	unsigned rshift;
+	uint64_t nout, words, end = iova + length;
+	int64_t nonzero = 0;
+	int ret = report_check(l, iova, length, page_size, out, &r, &n);
+
+	if (ret < 0)
+		return ret;
+	if (!summary) {
+		log_err("dirty log report [0x%" PRIx64 ", +0x%" PRIx64 "): no summary", iova, length);
+		return -EINVAL;
+	}
+	rshift = (unsigned)__builtin_ctzll(page_size);
+	nout = ((length - 1) >> rshift) + 1;
+	words = (nout + 63) / 64;
+	memset(summary, 0, (size_t)((words + 63) / 64) * sizeof(uint64_t));
+	if (is_word_path(l, r, n, iova, page_size)) {
+		const uint64_t q0 = (iova - r->iova) >> rshift;
+		const bool tail_partial = (end - r->iova) & (page_size - 1);
+		const uint64_t whole = whole_words(q0, nout, tail_partial);
+		_Atomic uint64_t *src = r->bits + q0 / 64;
+		uint64_t w;
+
+		for (w = 0; w < whole; w++) {
+			uint64_t v = take_whole(&src[w]);
+			if (v) {
+				out[nonzero++] = v;
+				summary[w / 64] |= 1ull << (w % 64);
+			}
+		}
+		for (; w < words; w++) {
+			unsigned k = nout - w * 64 < 64 ? (unsigned)(nout - w * 64) : 64;
+			uint64_t v = take_bits(r->bits, q0 + w * 64, k,
+					       w + 1 == words && tail_partial ? k - 1 : k);
+			if (v) {
+				out[nonzero++] = v;
+				summary[w / 64] |= 1ull << (w % 64);
+			}
+		}
+		return nonzero;
+	}
+	/* Rare (other page size, unaligned, several ranges): build the whole
+	 * bitmap, then pack it in place (nonzero <= w: nothing unread is
+	 * overwritten). */
+	report_ranges(l, r, n, iova, end, rshift, nout, out);
+	for (uint64_t w = 0; w < words; w++) {
+		if (out[w]) {
+			out[nonzero++] = out[w];
+			summary[w / 64] |= 1ull << (w % 64);
+		}
+	}
+	return nonzero;
 }

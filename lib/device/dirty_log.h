@@ -4,17 +4,25 @@
  *
  * Concepts. While logging is started the device records which pages of a
  * set of IOVA "logging ranges" its DMA has written; REPORT reads and clears
- * that record for a sub-range, at a page size the client picks. As in the
- * kernel, logging ranges are plain IOVA ranges, independent of the DMA
- * mappings (dma_table.h):
+ * that record for a sub-range, at a page size the client picks.
+ *
+ * The DMA_UNMAP / DMA_MAP rule. As in the kernel, logging ranges are plain
+ * IOVA ranges, independent of the DMA mappings (dma_table.h):
  *  - a write is recorded iff its IOVA falls in a logging range, whatever is
  *    mapped there; writes outside every logging range are not recorded;
- *  - logging survives DMA_UNMAP and DMA_MAP of other ranges (and of these);
- *    memory mapped after START is tracked only where a logging range covers
- *    it;
+ *  - logging survives DMA_UNMAP and DMA_MAP of any range, inside or outside
+ *    the logging ranges: neither starts, stops, clears nor moves a bit;
+ *  - bits recorded before an UNMAP stay until a REPORT takes them, and a
+ *    REPORT needs no mapping: the client can still collect the writes made
+ *    to memory it has since unmapped (it must, before reusing that memory);
+ *  - memory mapped after START is tracked only where a logging range covers
+ *    it: a client that maps new memory while logging and wants it tracked
+ *    either covered its IOVA in START already, or STOPs and STARTs again
+ *    (after a final REPORT) with the new ranges;
  *  - num_ranges == 0 at START means "every range currently mapped": the
  *    device core passes the mapped ranges (dma_table_at()) in that case; this
- *    module only ever sees a list. An empty list is valid and tracks nothing.
+ *    module only ever sees a list, frozen at START like any other. An empty
+ *    list is valid and tracks nothing.
  * Only writes the device performs itself (through a mapped region) are
  * logged; writes the client makes for DMA_WRITE messages are the client's to
  * log (§6.3).
@@ -45,6 +53,9 @@
 /* Tracking page size limits accepted by START. */
 #define DIRTY_LOG_MIN_PAGE_SIZE 4096ull
 #define DIRTY_LOG_MAX_PAGE_SIZE (1ull << 30)
+/* Most bitmap memory one START may allocate: 1 GiB tracks 32 TiB at 4 KiB
+ * pages (the bitmaps are lazily zeroed, so only marked words cost RAM). */
+#define DIRTY_LOG_MAX_BITMAP (1ull << 30)
 
 struct dirty_log; /* one per device */
 
@@ -65,7 +76,8 @@ void dirty_log_destroy(struct dirty_log *l);
  *  - @n <= DIRTY_LOG_MAX_RANGES, else -E2BIG; @ranges non-NULL when n > 0;
  *  - each range non-empty and its iova and length multiples of page_size,
  *    else -EINVAL; iova + length must not reach 2^64, else -EOVERFLOW;
- *  - no two ranges overlap (adjacent is fine), else -EINVAL.
+ *  - no two ranges overlap (adjacent is fine), else -EINVAL;
+ *  - all bitmaps together at most DIRTY_LOG_MAX_BITMAP bytes, else -E2BIG.
  * Then allocates one zeroed bitmap per range (-ENOMEM; large bitmaps come
  * from lazily-zeroed anonymous memory). Every failure logs one line.
  * Caller holds the dma_table write lock.
@@ -110,20 +122,36 @@ void dirty_log_mark(struct dirty_log *l, uint64_t iova, uint64_t len);
  * range are reported and NOT cleared (clearing them would lose writes to the
  * part outside); clients reporting page-aligned ranges never see this.
  *
- * The requested range must lie inside ONE logging range (a range spanning two
- * adjacent logging ranges is rejected: report each separately). Errors, each
- * logged, @out untouched: not started, length 0, iova + length wraps, bad
- * page_size, range not inside one logging range -> -EINVAL.
+ * The requested range must be covered by logging ranges without a gap: it
+ * may span adjacent ones (a coarse output bit straddling two of them ORs
+ * both), but an IOVA no range covers is an error, never a silent zero (the
+ * device may have written there untracked). Errors, each logged, @out
+ * untouched: not started, length 0, iova + length wraps, bad page_size,
+ * part of the range not in any logging range -> -EINVAL.
  *
  * Each bitmap word is taken with an atomic exchange (a word that reads zero
  * is skipped without a write), so a concurrent mark lands either in this
  * report or in the next one, never nowhere. When the page sizes match and
- * iova is a tracking page boundary this is one exchange per output word:
- * about a memcpy of the bitmap. Any thread; caller holds the dma_table read
+ * iova is a tracking page boundary inside one logging range this is one
+ * load per output word plus one exchange per non-zero word: about a memcpy
+ * of the bitmap. Any thread; caller holds the dma_table read
  * lock.
  */
 int dirty_log_report(struct dirty_log *l, uint64_t iova, uint64_t length, uint64_t page_size,
 		     uint64_t *out);
+
+/*
+ * dirty_log_report() for the dirty_shm extension, packed: @summary
+ * (ceil(words / 64) words, all written) has bit w set iff output word w is
+ * non-zero, and the non-zero words are written to @out[0], @out[1], ... in
+ * order of w. So a report of a mostly clean range writes about 1/64 of the
+ * bitmap, sequentially. @out must still hold the whole bitmap (a report at
+ * another page size or alignment builds it there before packing). Same
+ * checks, errors and concurrency as dirty_log_report(); @summary NULL ->
+ * -EINVAL. Returns the number of non-zero words.
+ */
+int64_t dirty_log_report_sparse(struct dirty_log *l, uint64_t iova, uint64_t length,
+				uint64_t page_size, uint64_t *summary, uint64_t *out);
 
 /* Bytes of a report bitmap: ceil(ceil(length / page_size) / 64) * 8.
  * 0 when length or page_size is 0 (or on overflow). */

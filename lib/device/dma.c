@@ -16,6 +16,10 @@
  * read lock is dropped (dirty_log.h contract). Writes done by the client for
  * DMA_WRITE messages are the client's to log (§6.3).
  *
+ * While the device is stopped for migration (STOP, STOP_COPY, RESUMING,
+ * ERROR) the helpers refuse with -EBUSY: the model should have quiesced its
+ * DMA in its arc; this is the library's safety net (migration.c).
+ *
  * ferry_dma_ptr_get() returns with the read lock held; ptr_put drops it.
  * The read lock is not recursive (dma_table.h), so holds are counted per
  * thread: helpers called by a thread that holds a pointer reuse its lock
@@ -51,6 +55,11 @@ static struct dma_hold *hold_find(struct ferry_device *dev)
 		if (holds[i].dev == dev && holds[i].n)
 			return &holds[i];
 	return NULL;
+}
+
+bool dma_thread_holds(struct ferry_device *dev)
+{
+	return hold_find(dev) != NULL;
 }
 
 /* Takes the read lock unless this thread holds it already; returns whether
@@ -226,6 +235,10 @@ static int dma_rw(struct ferry_device *dev, uint64_t iova, void *buf, size_t len
 	}
 	if (!len)
 		return 0;
+	if (dev_is_quiesced(dev)) { /* stopped for migration: no DMA (migration.c) */
+		mig_note_quiesced(dev, what);
+		return -EBUSY;
+	}
 	taken = dma_lock(dev);
 	r = check_range(dev, iova, len, is_write ? VFIO_USER_F_DMA_REGION_WRITE
 						 : VFIO_USER_F_DMA_REGION_READ, what);
@@ -257,6 +270,11 @@ void *ferry_dma_ptr_get(struct ferry_device *dev, uint64_t iova, size_t len, boo
 		log_err("%s: ferry_dma_ptr_get: invalid arguments (len %zu)", ferry_device_name(dev),
 			len);
 		e = -EINVAL;
+		goto out;
+	}
+	if (dev_is_quiesced(dev)) { /* stopped for migration: no DMA (migration.c) */
+		mig_note_quiesced(dev, "ferry_dma_ptr_get");
+		e = -EBUSY;
 		goto out;
 	}
 	h = hold_find(dev);
@@ -442,5 +460,6 @@ void dma_release_client(struct ferry_device *dev)
 	/* Waits for helpers in flight; the channels are dead so they finish. */
 	dma_set_channel(dev, NULL, 0);
 	logging_stop(dev);
+	logging_shm_release(dev);
 	unmap_all(dev);
 }

@@ -15,7 +15,12 @@
  *   request (the handler may edit the data first, e.g. a chosen page size)
  *
  * A feature plugs in by adding its struct feature_ops to features[] (and
- * an is_present() when only some devices offer it).
+ * an is_present() when only some devices offer it, and get_states /
+ * set_states when an operation is valid only in some migration states:
+ * EINVAL elsewhere, the masks dispatch.c gates commands with). Requests
+ * carry no fds (EINVAL) except the SET of a feature that declares max_fds
+ * (an extension's: vfio-user features carry none); its set_fds() may take
+ * them.
  */
 #include "device/device_priv.h"
 #include "util/checked.h"
@@ -33,6 +38,16 @@ static const struct feature_ops *const features[] = {
 	&feature_dma_logging_start,
 	&feature_dma_logging_stop,
 	&feature_dma_logging_report,
+	&feature_dirty_shm,
+	&feature_low_power_entry,
+	&feature_low_power_entry_wakeup,
+	&feature_low_power_exit,
+	&feature_migration,
+	&feature_mig_device_state,
+	&feature_mig_data_size,
+	&feature_precopy_info,
+	&feature_mig_shm,
+	&feature_mig_shm_data,
 };
 
 static const struct feature_ops *find_feature(const struct ferry_device *dev, uint32_t index)
@@ -85,6 +100,8 @@ int handle_device_feature(struct ferry_device *dev, struct conn *c, struct wire_
 		why = "request data too short";
 	else if ((is_probe || op == VFIO_DEVICE_FEATURE_SET) && f.argsz < m->len)
 		why = "argsz cannot hold the echoed request";
+	else if (m->nfds && (is_probe || op != VFIO_DEVICE_FEATURE_SET || m->nfds > fo->max_fds))
+		why = "carries fds this request does not take";
 	if (why) {
 		log_err("%s: DEVICE_FEATURE %s (%u) flags 0x%x argsz %u, %u data bytes: %s",
 			dev->name, fo->name, index, f.flags, f.argsz, dlen, why);
@@ -94,8 +111,18 @@ int handle_device_feature(struct ferry_device *dev, struct conn *c, struct wire_
 		conn_reply_buf(c, m, m->payload, m->len);
 		return 0;
 	}
+	/* Migration-state gating of the feature's operation (its table entry). */
+	uint32_t states = op == VFIO_DEVICE_FEATURE_SET ? fo->set_states : fo->get_states;
+	uint32_t st = atomic_load(&dev->mig_state);
+	if (states && !(states & MIG_BIT(st))) {
+		log_err("%s: DEVICE_FEATURE %s %s not allowed in migration state %s", dev->name,
+			op == VFIO_DEVICE_FEATURE_SET ? "SET" : "GET", fo->name,
+			ferry_mig_state_name(st));
+		return -EINVAL;
+	}
 	if (op == VFIO_DEVICE_FEATURE_SET) {
-		if ((r = fo->set(dev, data, dlen)) < 0)
+		r = fo->set_fds ? fo->set_fds(dev, data, dlen, m) : fo->set(dev, data, dlen);
+		if (r < 0)
 			return r;
 		conn_reply_buf(c, m, m->payload, m->len);
 		return 0;

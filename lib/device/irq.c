@@ -15,7 +15,9 @@
  * (INTx, MSI, MSI-X). A trigger on a masked vector is recorded as pending
  * (also in the MSI-X PBA or the MSI pending bits) and delivered when the
  * vector is unmasked; a trigger on a disabled vector is dropped, as real
- * hardware does not signal through a disabled mechanism.
+ * hardware does not signal through a disabled mechanism. While the device
+ * is stopped for migration (STOP, STOP_COPY, RESUMING, ERROR) every trigger
+ * is held pending the same way and goes out when it runs again.
  *
  * Locking: irq_lock guards all of it (and config space, see config.c). It is
  * a plain mutex held for a few loads and one write(), so ferry_irq_trigger
@@ -178,7 +180,11 @@ static int raise_locked(struct ferry_device *dev, unsigned index, unsigned v)
 {
 	if (dev->is_in_reset || is_disabled_locked(dev, index, v))
 		return -EAGAIN;
-	if (is_masked_locked(dev, index, v)) {
+	/* Masked, or the device is stopped for migration (migration.c): held
+	 * as pending, delivered when unmasked and running. */
+	if (is_masked_locked(dev, index, v) || dev_is_quiesced(dev)) {
+		if (dev_is_quiesced(dev))
+			mig_note_quiesced(dev, "an interrupt");
 		set_pending_locked(dev, index, v, true);
 		return -EAGAIN;
 	}
@@ -188,6 +194,9 @@ static int raise_locked(struct ferry_device *dev, unsigned index, unsigned v)
 void irq_deliver_pending_locked(struct ferry_device *dev, unsigned index)
 {
 	struct irq_index *q = &dev->irq[index];
+
+	if (dev_is_quiesced(dev))
+		return; /* migration.c delivers them when the device runs again */
 
 	for (unsigned w = 0; w < (q->count + 63) / 64; w++) {
 		uint64_t bits = q->pending[w];

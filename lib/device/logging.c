@@ -172,10 +172,11 @@ static int logging_report(struct ferry_device *dev, const uint8_t *in, uint32_t 
 	(void)in_len;
 	memcpy(&rep, in, sizeof(rep));
 	bm = dirty_log_bitmap_size(rep.length, rep.page_size);
-	if (!bm || !is_pow2(rep.page_size) || rep.page_size < DIRTY_LOG_MIN_PAGE_SIZE) {
+	if (!bm || rep.length > UINT64_MAX - rep.iova || !is_pow2(rep.page_size) ||
+	    rep.page_size < DIRTY_LOG_MIN_PAGE_SIZE) {
 		log_err("%s: DMA_LOGGING_REPORT [0x%" PRIx64 ", +0x%" PRIx64 ") page size 0x%" PRIx64
-			": empty range or bad page size", dev->name, rep.iova, rep.length,
-			rep.page_size);
+			": empty or wrapping range, or bad page size", dev->name, rep.iova,
+			rep.length, rep.page_size);
 		return -EINVAL;
 	}
 	if (bm > REPORT_MAX_BITMAP) {

@@ -9,7 +9,10 @@
  *   an mmap area of a region with fd -> pread/pwrite on that fd, so the
  *                                       bytes are the ones the client maps
  *   anything else                    -> the model's region_access callback
- * Bounds are checked once, overflow-safe, before any segment runs.
+ * Bounds are checked once, overflow-safe, before any segment runs. Every
+ * access outside config space needs the device powered: it is bracketed by
+ * power_wake_for/power_wake_done (power.c), mmap areas included (the
+ * message is the client's trapped path to them).
  *
  * Region info follows libvfio-user's retry convention: a mappable region is
  * always described with a SPARSE_MMAP capability (one whole-region area if
@@ -119,8 +122,11 @@ int region_access(struct ferry_device *dev, unsigned index, uint64_t off, void *
 	uint64_t pos = off, end = off + count; /* bounds checked by the caller */
 	int r = 0;
 
-	if (index == FERRY_PCI_CONFIG)
-		return count ? config_access(dev, off, buf, count, is_write) : 0;
+	if (!count)
+		return 0;
+	if (index == FERRY_PCI_CONFIG) /* reachable in D3hot: never wakes (power.c) */
+		return config_access(dev, off, buf, count, is_write);
+	power_wake_for(dev, is_write ? "a region write" : "a region read");
 	while (pos < end && r == 0) {
 		uint64_t seg_end, base;
 		enum seg_kind k = classify(dev, index, pos, end, &seg_end, &base);
@@ -149,6 +155,7 @@ int region_access(struct ferry_device *dev, unsigned index, uint64_t off, void *
 		}
 		pos = seg_end;
 	}
+	power_wake_done(dev);
 	return r;
 }
 

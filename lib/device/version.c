@@ -4,7 +4,9 @@
  * ferry offers: max_msg_fds WIRE_MAX_FDS, max_data_xfer_size 1 MiB,
  * max_dma_maps from the model (65535 by default), pgsizes 4 KiB,
  * write_multiple, and a twin socket when the client offers one (server to
- * client DMA_READ/DMA_WRITE then never mix with the client's commands).
+ * client DMA_READ/DMA_WRITE then never mix with the client's commands), and
+ * the ferry extensions low_power, dirty_shm, and with migration mig_shm and
+ * (PRE_COPY) precopy_info (docs/protocol-extensions.md).
  * Unknown capabilities are ignored; a malformed VERSION gets an error reply
  * and the connection is dropped. A second VERSION is refused with EINVAL and
  * the connection kept.
@@ -27,6 +29,9 @@ static void our_caps(const struct ferry_device *dev, struct wire_caps *c)
 	c->pgsizes = DEV_PGSIZES;
 	c->write_multiple = true;
 	c->twin_socket = true;
+	c->ferry_ext |= WIRE_EXT_LOW_POWER; /* power.c; narrowed to what the client offers */
+	c->ferry_ext |= WIRE_EXT_DIRTY_SHM; /* logging_shm.c */
+	c->ferry_ext |= mig_wire_ext(dev);  /* migration.c: precopy_info, mig_shm */
 }
 
 int handle_version(struct ferry_device *dev, struct conn *c, struct wire_msg *m)

@@ -29,11 +29,21 @@ start() {
 	[ -S "$dir/$name.sock" ] || { echo "FAIL: $name ($bug) did not start"; cat "$dir/$name.log"; exit 1; }
 }
 
+# Stops the devices; under ASan/UBSan their reports (in the logs) fail the test.
 stop_all() {
 	for p in $pids; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	pids=
 	rm -f "$dir"/*.sock "$dir"/*.inner
+	for log in "$dir"/*.log; do
+		[ -f "$log" ] || continue
+		if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error' "$log"; then
+			echo "FAIL: sanitizer report in $(basename "$log")"
+			cat "$log"
+			failures=$((failures + 1))
+		fi
+		rm -f "$log"
+	done
 }
 
 # run CASE EXPECT_EXIT [ROW REASON_FRAGMENT] -- ARGS...: runs ferry check, then

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include <cmocka.h>
 
 #include <ferry/client.h>
+#include <ferry/client_power.h>
 
 #include "driver.h"
 #include "regs.h"
@@ -43,6 +45,7 @@ struct fixture {
 	char dir[64];
 	char sock[128];
 	pid_t pid;
+	pid_t extra_pid;   /* a second device a case started, or 0 */
 	struct ferry_client *c;
 	int mem_fd;
 	uint8_t *mem;
@@ -154,6 +157,10 @@ static int teardown(void **state)
 		dma_driver_fini(&f->drv);
 	ferry_client_close(f->c);
 	rc = stop_device(f->pid);
+	if (f->extra_pid > 0) {
+		kill(f->extra_pid, SIGKILL);
+		waitpid(f->extra_pid, NULL, 0);
+	}
 	if (f->mem)
 		munmap(f->mem, GUEST_SIZE);
 	if (f->mem_fd >= 0)
@@ -463,6 +470,72 @@ static void test_message_mode(void **state)
 	expect_clean(f, 500, 0);
 }
 
+/* Low power and back (when the server offers it): the engine carries on. */
+static void test_low_power(void **state)
+{
+	struct fixture *f = *state;
+	int rc;
+
+	init_driver(f, NULL);
+	assert_int_equal(dma_driver_run(&f->drv, 1000, OP_TIMEOUT_MS), 0);
+	rc = ferry_client_low_power_enter(f->c);
+	if (rc == -EOPNOTSUPP)
+		skip();
+	assert_int_equal(rc, 0);
+	sleep_ms(20);
+	assert_int_equal(ferry_client_low_power_exit(f->c), 0);
+	assert_int_equal(dma_driver_run(&f->drv, 1000, OP_TIMEOUT_MS), 0);
+	expect_clean(f, 2000, 0);
+}
+
+/* The backend convention's --fd=FDNUM: an already connected socket; the
+ * device exits 0 by itself when that client leaves. */
+static void test_fd_handoff(void **state)
+{
+	struct ferry_client_options opts = { .name = "dma-test-fd", .timeout_ms = 10000 };
+	struct fixture *f = *state;
+	char arg[32];
+	int sv[2], status = -1;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		snprintf(arg, sizeof(arg), "--fd=%d", sv[1]);
+		execl(dev_path, dev_path, arg, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	f->extra_pid = pid;
+
+	/* The fixture's device stays idle; this case drives the second one. */
+	dma_driver_fini(&f->drv);
+	ferry_client_close(f->c);
+	f->c = NULL;
+	assert_int_equal(ferry_client_connect_fd(sv[0], &opts, &f->c), 0);
+	assert_int_equal(ferry_client_dma_map(f->c, GUEST_IOVA, GUEST_SIZE,
+					      VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+					      f->mem_fd, 0, f->mem), 0);
+	init_driver(f, NULL);
+	assert_int_equal(dma_driver_run(&f->drv, 1000, OP_TIMEOUT_MS), 0);
+	expect_clean(f, 1000, 0);
+	dma_driver_fini(&f->drv);
+	ferry_client_close(f->c);
+	f->c = NULL;
+
+	for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
+		sleep_ms(10);
+	if (!WIFEXITED(status)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	f->extra_pid = 0;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +548,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_attach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmap_under_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_low_power, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_handoff, setup, teardown),
 	};
 
 	dev_path = argc > 1 ? argv[1] : getenv("FERRY_DEV_DMA");

@@ -414,15 +414,14 @@ static void test_report_bad_args(void **state)
 	assert_int_equal(dirty_log_start(l, K4, rg, 3), 0);
 	dirty_log_mark(l, 0x100000, 0x300000);
 	memset(out, 0x5a, sizeof(out));
-	/* spanning the two adjacent logging ranges */
-	assert_fails_logged(dirty_log_report(l, 0x1ff000, 0x2000, K4, out), -EINVAL, "0x1ff000");
-	assert_fails_logged(dirty_log_report(l, 0x100000, 0x200000, M2, out), -EINVAL,
-			    "one logging range");
-	/* partly outside, wholly outside, in the gap */
+	/* partly outside, wholly outside, in the gap, reaching past two adjacent ranges */
 	assert_fails_logged(dirty_log_report(l, 0xff000, 0x2000, K4, out), -EINVAL, "0xff000");
-	assert_fails_logged(dirty_log_report(l, 0x2ff000, 0x2000, K4, out), -EINVAL, "0x2ff000");
+	assert_fails_logged(dirty_log_report(l, 0x2ff000, 0x2000, K4, out), -EINVAL, "0x300000");
 	assert_fails_logged(dirty_log_report(l, 0x300000, 0x1000, K4, out), -EINVAL, "0x300000");
-	assert_fails_logged(dirty_log_report(l, 0x0, 0x1000, K4, out), -EINVAL, "one logging range");
+	assert_fails_logged(dirty_log_report(l, 0x0, 0x1000, K4, out), -EINVAL,
+			    "not in any logging range");
+	assert_fails_logged(dirty_log_report(l, 0x1ff000, 0x202000, K4, out), -EINVAL,
+			    "0x300000 is not in any logging range");
 	assert_fails_logged(dirty_log_report(l, 0x400000, 0x1001, K4, out), -EINVAL, "0x1001");
 	/* page size */
 	assert_fails_logged(dirty_log_report(l, 0x100000, 0x1000, 0x3000, out), -EINVAL, "0x3000");
@@ -445,7 +444,48 @@ static void test_report_bad_args(void **state)
 	assert_true(dirty_log_is_started(l));
 	dirty_log_mark(l, 0x100000, 0x1000);
 	assert_fails_logged(dirty_log_report(l, 0x100000, 0x1000, K4, out), -EINVAL,
-			    "one logging range");
+			    "not in any logging range");
+	dirty_log_stop(l);
+
+	/* too much bitmap for one START */
+	const lrange huge[] = { { 0x0, 1ull << 46 }, { 1ull << 46, 1ull << 46 } };
+	assert_fails_logged(dirty_log_start(l, K4, huge, 2), -E2BIG, "larger page size");
+	assert_int_equal(dirty_log_start(l, K64, huge, 2), 0);
+}
+
+/* A report may span adjacent logging ranges (at any page size), as one
+ * logging range would; what it takes is cleared in both. */
+static void test_report_spans_adjacent(void **state)
+{
+	struct dirty_log *l = *state;
+	const lrange rg[] = { { 0x200000, 0x100000 }, { 0x100000, 0x100000 } };
+	uint64_t *b;
+
+	assert_int_equal(dirty_log_start(l, K4, rg, 2), 0);
+	dirty_log_mark(l, 0x1ff000, 0x2000); /* the last page of one, the first of the next */
+	dirty_log_mark(l, 0x100000, 1);
+	dirty_log_mark(l, 0x2ff000, 1);
+	b = report(l, 0x1fe000, 0x4000, K4);
+	assert_int_equal(b[0], 0x6);
+	free(b);
+	b = report(l, 0x1fe000, 0x4000, K4);
+	assert_int_equal(b[0], 0);
+	free(b);
+	dirty_log_mark(l, 0x1ff000, 0x2000);
+	/* one 2 MiB bit straddling both ranges; then the whole at 64 KiB */
+	b = report(l, 0x100000, 0x200000, M2);
+	assert_int_equal(b[0], 0x1);
+	free(b);
+	b = report(l, 0x100000, 0x200000, K4); /* the 2 MiB report cleared both */
+	assert_int_equal(popcount_buf(b, 8), 0);
+	free(b);
+	dirty_log_mark(l, 0x1ff000, 0x2000);
+	b = report(l, 0x100000, 0x200000, K64);
+	assert_int_equal(b[0], (1ull << 15) | (1ull << 16));
+	free(b);
+	b = report(l, 0x100000, 0x200000, K4);
+	assert_int_equal(popcount_buf(b, 8), 0);
+	free(b);
 }
 
 static void test_mark_when_stopped(void **state)
@@ -816,6 +856,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_partial_pages_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_bad_args, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report_bad_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_report_spans_adjacent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_when_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report_matches_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_range, setup, teardown),

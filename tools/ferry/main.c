@@ -6,7 +6,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "host.h"
 #include "info.h"
+#include "migrate_cmd.h"
+#include "status_cmd.h"
 
 struct subcommand {
 	const char *name;
@@ -20,9 +23,10 @@ static const struct subcommand subcommands[] = {
 	{"check", "check SOCKET [--peer SOCKET2] [--json]  conformance of a device's migration support",
 	 cmd_check},
 	{"host", "host --mem SIZE --device KIND:SOCKET ... --control PATH [--incoming URI]",
-	 NULL},
-	{"migrate", "migrate --control PATH --to URI [--downtime-ms N] [--json]", NULL},
-	{"status", "status --control PATH [--json]", NULL},
+	 cmd_host},
+	{"migrate", "migrate --control PATH --to URI [--downtime-ms N] [--max-rounds N] [--json]",
+	 cmd_migrate},
+	{"status", "status --control PATH [--json] [--verify]", cmd_status},
 };
 
 static void usage(FILE *out)

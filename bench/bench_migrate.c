@@ -1,0 +1,372 @@
+/*
+ * Live migration between two real `ferry host` processes on this machine,
+ * each figure beside the physical limit measured in the same run:
+ *
+ * 1. Throughput: an idle guest of MEM_IDLE bytes (no devices, memory filled
+ *    with a non-zero pattern so no page takes the zero-page shortcut) is
+ *    migrated over TCP loopback; guest bytes / total migration time, next to
+ *    a raw TCP loopback transfer of the same number of bytes from one
+ *    process's memory into another's (what any migration of that memory
+ *    must at least do). Aim: >= 0.80 of raw.
+ *
+ * 2. Downtime: the demo's setup (tools/demo.sh: 256 MiB, 2 dma + 2 vram
+ *    64 MiB devices, workloads running) migrated after DEMO_RUN_S seconds;
+ *    the measured downtime next to its floor: the bytes that must move
+ *    while the guest is paused (the last round's dirty pages plus every
+ *    device's stop-copy bytes, from the report) divided by the migration's
+ *    measured bandwidth (the report's bandwidth_bytes_per_s). Aim: <= 1.5x.
+ *
+ * --quick: 256 MiB instead of 1 GiB, 1 s of workload instead of 3.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_proc.h"
+#include "bench_util.h"
+#include "control_client.h"
+#include "json_field.h"
+
+#define PAGE_SIZE 4096u
+#define START_TIMEOUT_MS 60000
+#define MIGRATE_TIMEOUT_MS 600000
+#define RAW_CHUNK (1u << 20)
+
+/* ---- the limit: raw TCP loopback, memory to memory ---- */
+
+static void raw_sender(uint16_t port, const uint8_t *buf, size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		_exit(1);
+	for (size_t off = 0; off < len;) {
+		ssize_t n = send(fd, buf + off, len - off < RAW_CHUNK ? len - off : RAW_CHUNK, 0);
+
+		if (n <= 0)
+			_exit(1);
+		off += (size_t)n;
+	}
+	close(fd);
+	_exit(0);
+}
+
+/* Bytes per second of one @len-byte transfer between two processes. */
+static double raw_tcp_rate(size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t slen = sizeof(sa);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), fd, status;
+	uint8_t *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pid_t child;
+	size_t got = 0;
+
+	if (lfd < 0 || src == MAP_FAILED || dst == MAP_FAILED)
+		bench_die("raw tcp: socket/mmap");
+	for (size_t i = 0; i < len; i += 8)
+		*(uint64_t *)(src + i) = i * 0x9e3779b97f4a7c15ull; /* non-zero pages */
+	memset(dst, 0, len); /* faulted in, as guest memory is */
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&sa, &slen) < 0)
+		bench_die("raw tcp: listen");
+	double t0 = bench_now();
+
+	child = fork();
+	if (child < 0)
+		bench_die("fork");
+	if (child == 0)
+		raw_sender(ntohs(sa.sin_port), src, len);
+	fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		bench_die("raw tcp: accept");
+	for (;;) {
+		ssize_t n = recv(fd, dst + got, len - got, 0);
+
+		if (n < 0)
+			bench_die("raw tcp: recv");
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	double t = bench_now() - t0;
+
+	waitpid(child, &status, 0);
+	close(fd);
+	close(lfd);
+	if (got != len || memcmp(src, dst, len))
+		bench_die("raw tcp: the data did not arrive intact");
+	munmap(src, len);
+	munmap(dst, len);
+	return (double)len / t;
+}
+
+/* ---- hosts ---- */
+
+struct host {
+	pid_t pid;
+	char name[32];
+	char ctl[256];
+	char uri[128]; /* --incoming: where it listens */
+};
+
+/* Starts `ferry host` with @extra arguments (NULL-terminated). */
+static int start_host(struct host *h, const char *name, const char *mem, char **devs, int ndev,
+		      bool incoming, const char *const *extra)
+{
+	char *argv[64];
+	int n = 0;
+	char ctl_name[48];
+
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	snprintf(ctl_name, sizeof(ctl_name), "%s.ctl", name);
+	bproc_path(h->ctl, sizeof(h->ctl), ctl_name);
+	argv[n++] = (char *)FERRY_BIN;
+	argv[n++] = "host";
+	argv[n++] = "--mem";
+	argv[n++] = (char *)mem;
+	argv[n++] = "--control";
+	argv[n++] = h->ctl;
+	for (int i = 0; i < ndev; i++) {
+		argv[n++] = "--device";
+		argv[n++] = devs[i];
+	}
+	if (incoming) {
+		argv[n++] = "--incoming";
+		argv[n++] = "tcp:127.0.0.1:0";
+	}
+	for (; extra && *extra && n < 62; extra++)
+		argv[n++] = (char *)*extra;
+	argv[n] = NULL;
+	h->pid = bproc_spawn(name, argv);
+	if (h->pid < 0)
+		return h->pid;
+	int e = bproc_wait_path(h->ctl, h->pid, START_TIMEOUT_MS);
+
+	if (e < 0) {
+		fprintf(stderr, "bench: host %s did not start: %s\n", name, strerror(-e));
+		return e;
+	}
+	if (incoming && bproc_log_word(name, "incoming migration on ", h->uri, sizeof(h->uri)) < 0) {
+		fprintf(stderr, "bench: host %s did not say where it listens\n", name);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* Starts a device server; "dma" or "vram" with @size. Fills @arg with the
+ * host's --device value. */
+static int start_device(const char *kind, const char *name, const char *size, char *arg,
+			size_t len)
+{
+	char sock[256], sock_name[64];
+	pid_t pid;
+
+	snprintf(sock_name, sizeof(sock_name), "%s.sock", name);
+	bproc_path(sock, sizeof(sock), sock_name);
+	if (!strcmp(kind, "dma")) {
+		char *argv[] = {(char *)DEV_DMA_BIN, "--socket", sock, NULL};
+
+		pid = bproc_spawn(name, argv);
+	} else {
+		char *argv[] = {(char *)DEV_VRAM_BIN, "--socket", sock, "--size", (char *)size, NULL};
+
+		pid = bproc_spawn(name, argv);
+	}
+	if (pid < 0)
+		return pid;
+	snprintf(arg, len, "%s:%s", kind, sock);
+	return bproc_wait_path(sock, pid, START_TIMEOUT_MS);
+}
+
+/* Runs a migration through the control socket; returns the REPORT (new
+ * reference) or NULL with the reason printed. */
+static json_object *migrate(const struct host *src, const char *uri)
+{
+	struct ctl_client *c;
+	json_object *req = ctl_request_new("migrate"), *ev = NULL, *report = NULL;
+	const char *s;
+	int e;
+
+	json_object_object_add(req, "to", json_object_new_string(uri));
+	e = ctl_connect(src->ctl, &c);
+	if (e == 0)
+		e = ctl_send(c, req, 5000);
+	json_object_put(req);
+	while (e == 0 || e == -EBADMSG) {
+		json_object_put(ev);
+		ev = NULL;
+		e = ctl_read_json(c, MIGRATE_TIMEOUT_MS, &ev);
+		if (e == 0 && jf_str(ev, "event", &s) == 0 && !strcmp(s, "progress"))
+			continue;
+		break;
+	}
+	if (e == 0 && jf_object(ev, "report", &report) == 0) {
+		json_object_get(report);
+		if (jf_str(report, "outcome", &s) < 0 || strcmp(s, "success")) {
+			const char *why = "?";
+
+			jf_str(ev, "error", &why);
+			fprintf(stderr, "bench: migration to %s failed: %s\n", uri, why);
+			json_object_put(report);
+			report = NULL;
+		}
+	} else {
+		fprintf(stderr, "bench: migration to %s: no report (%s)\n", uri,
+			e < 0 ? strerror(-e) : "the host refused");
+	}
+	json_object_put(ev);
+	if (e != -ENAMETOOLONG && e != -ENOENT)
+		ctl_close(c);
+	return report;
+}
+
+static double num(json_object *o, const char *key)
+{
+	double v = 0;
+
+	if (jf_double(o, key, &v) < 0)
+		fprintf(stderr, "bench: report field %s missing or malformed\n", key);
+	return v;
+}
+
+/* ---- 1. idle guest throughput ---- */
+
+static int bench_idle(const char *mem, uint64_t bytes, struct bench_row *row)
+{
+	struct host a, b;
+	const char *fill[] = {"--fill", mem, NULL};
+	int rc = -EIO;
+	json_object *r;
+
+	if (start_host(&a, "idle-src", mem, NULL, 0, false, fill) < 0 ||
+	    start_host(&b, "idle-dst", mem, NULL, 0, true, NULL) < 0)
+		return -EIO;
+	r = migrate(&a, b.uri);
+	if (r) {
+		row->value = (double)bytes / (num(r, "total_ms") / 1000.0) / (1u << 30);
+		rc = 0;
+		json_object_put(r);
+	}
+	bproc_stop(a.pid, 5000);
+	bproc_stop(b.pid, 5000);
+	return rc;
+}
+
+/* ---- 2. the demo's downtime ---- */
+
+/* Bytes that move while the guest is paused: the pages still dirty after
+ * the last round, and every device's stop-copy data. */
+static double switchover_bytes(json_object *r)
+{
+	json_object *rounds, *devs;
+	uint64_t dirty = 0, v, total = 0;
+
+	if (jf_array(r, "rounds", &rounds) == 0 && json_object_array_length(rounds) > 0) {
+		json_object *last = json_object_array_get_idx(
+			rounds, json_object_array_length(rounds) - 1);
+
+		if (jf_u64(last, "dirty_pages", &dirty) < 0)
+			fprintf(stderr, "bench: the last round has no dirty_pages\n");
+	}
+	total = dirty * PAGE_SIZE;
+	if (jf_array(r, "devices", &devs) == 0)
+		for (size_t i = 0; i < json_object_array_length(devs); i++)
+			if (jf_u64(json_object_array_get_idx(devs, i), "stopcopy_bytes", &v) == 0)
+				total += v;
+	return (double)total;
+}
+
+static int bench_demo(int run_s, struct bench_row *row, double *floor_ms)
+{
+	static const char *const kinds[] = {"dma", "dma", "vram", "vram"};
+	char src_dev[4][300], dst_dev[4][300], name[32];
+	char *src_args[4], *dst_args[4];
+	struct host a, b;
+	json_object *r;
+	int rc = -EIO;
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "src-%s%d", kinds[i], i);
+		if (start_device(kinds[i], name, "64M", src_dev[i], sizeof(src_dev[i])) < 0)
+			return -EIO;
+		snprintf(name, sizeof(name), "dst-%s%d", kinds[i], i);
+		if (start_device(kinds[i], name, "64M", dst_dev[i], sizeof(dst_dev[i])) < 0)
+			return -EIO;
+		src_args[i] = src_dev[i];
+		dst_args[i] = dst_dev[i];
+	}
+	const char *fill[] = {"--fill", "64M", NULL};
+
+	if (start_host(&a, "demo-src", "256M", src_args, 4, false, fill) < 0 ||
+	    start_host(&b, "demo-dst", "256M", dst_args, 4, true, NULL) < 0)
+		return -EIO;
+	sleep((unsigned)run_s);
+	r = migrate(&a, b.uri);
+	if (r) {
+		double bw = num(r, "bandwidth_bytes_per_s");
+
+		row->value = num(r, "downtime_ms");
+		*floor_ms = bw > 0 ? switchover_bytes(r) / bw * 1000.0 : 0;
+		rc = 0;
+		json_object_put(r);
+	}
+	bproc_stop(a.pid, 5000);
+	bproc_stop(b.pid, 5000);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_opts o;
+	int failed = 0;
+
+	bench_parse(argc, argv, &o);
+	signal(SIGPIPE, SIG_IGN);
+	const char *mem = o.quick ? "256M" : "1G";
+	uint64_t bytes = o.quick ? 256ull << 20 : 1ull << 30;
+
+	double raw = raw_tcp_rate(bytes) / (1u << 30);
+	struct bench_row idle = {
+		.name = o.quick ? "migrate_idle_256M" : "migrate_idle_1G",
+		.unit = "GiB/s",
+		.limit_name = "raw_tcp_loopback",
+		.limit = raw,
+		.aim = ">= 0.80",
+	};
+	if (bench_idle(mem, bytes, &idle) == 0) {
+		idle.ratio = idle.value / raw;
+		bench_report(&o, &idle, 1);
+	} else {
+		fprintf(stderr, "bench_migrate: the idle migration failed (raw TCP: %.3f GiB/s)\n", raw);
+		failed = 1;
+	}
+
+	double floor_ms = 0;
+	struct bench_row demo = {
+		.name = "migrate_demo_downtime",
+		.unit = "ms",
+		.limit_name = "switchover_floor",
+		.aim = "<= 1.5x",
+	};
+	if (bench_demo(o.quick ? 1 : 3, &demo, &floor_ms) == 0) {
+		demo.limit = floor_ms;
+		demo.ratio = floor_ms > 0 ? demo.value / floor_ms : 0;
+		bench_report(&o, &demo, 1);
+	} else {
+		fprintf(stderr, "bench_migrate: the demo-sized migration failed\n");
+		failed = 1;
+	}
+	bproc_cleanup();
+	return failed;
+}

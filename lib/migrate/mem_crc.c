@@ -1,0 +1,255 @@
+/*
+ * Guest memory checksums for the CHECKSUMS section (zlib's crc32_z over all
+ * of guest memory), and the hole map they and round 1 use.
+ *
+ * Holes. Guest memory is a memfd; pages never written are holes, and
+ * reading one through the mapping makes the kernel allocate it (a CRC over
+ * a fresh 256 MiB memfd took 6.8 s on the 2-vCPU test VM, over the same
+ * memory once written 0.27 s). With the fd, SEEK_DATA / SEEK_HOLE find the
+ * holes; a hole's CRC is the CRC of that many zero bytes, built from
+ * precomputed powers of two with crc32_combine() in a few microseconds.
+ *
+ * Where the time goes. The source overlaps its CRC with the stop-copy
+ * transfer (a thread started once memory is frozen). The destination keeps
+ * a CRC per 2 MiB chunk, refreshed after each pre-copy round for the chunks
+ * that round loaded, so only the stop-copy part's chunks are left for the
+ * downtime. Chunk CRCs combine into the CRC of the whole, which is what the
+ * source computed in one pass.
+ */
+#include "migrate/engine_priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "util/log.h"
+
+/* ---- CRC of runs of zero bytes ---- */
+
+#define ZERO_POWERS 48 /* up to 2^47 bytes */
+static uint32_t zero_crc_pow[ZERO_POWERS]; /* CRC of 2^i zero bytes */
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_init(void)
+{
+	static const uint8_t zero;
+
+	zero_crc_pow[0] = (uint32_t)crc32_z(0, &zero, 1);
+	for (unsigned i = 1; i < ZERO_POWERS; i++)
+		zero_crc_pow[i] = (uint32_t)crc32_combine(zero_crc_pow[i - 1], zero_crc_pow[i - 1],
+							  (z_off_t)(1ull << (i - 1)));
+}
+
+/* @crc extended by @len zero bytes. */
+static uint32_t crc_zeros(uint32_t crc, uint64_t len)
+{
+	pthread_once(&zero_once, zero_init);
+	for (unsigned i = ZERO_POWERS; i-- > 0;) {
+		if (len & (1ull << i))
+			crc = (uint32_t)crc32_combine(crc, zero_crc_pow[i], (z_off_t)(1ull << i));
+	}
+	return crc;
+}
+
+/* @crc extended by @len bytes at @p, in pieces z_size_t always holds. */
+static uint32_t crc_bytes(uint32_t crc, const uint8_t *p, uint64_t len)
+{
+	const uint64_t piece = 1ull << 30;
+
+	while (len) {
+		uint64_t n = len < piece ? len : piece;
+
+		crc = (uint32_t)crc32_z(crc, p, (z_size_t)n);
+		p += n;
+		len -= n;
+	}
+	return crc;
+}
+
+/* ---- holes ---- */
+
+int mem_next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *data_end)
+{
+	off_t d, h;
+
+	if (fd < 0) {
+		*data = pos;
+		*data_end = end;
+		return 0;
+	}
+	d = lseek(fd, (off_t)pos, SEEK_DATA);
+	if (d < 0) {
+		if (errno == ENXIO) { /* only a hole up to the end of the file */
+			*data = *data_end = end;
+			return 0;
+		}
+		return -errno;
+	}
+	if ((uint64_t)d >= end) {
+		*data = *data_end = end;
+		return 0;
+	}
+	h = lseek(fd, d, SEEK_HOLE);
+	if (h < 0)
+		return -errno;
+	*data = (uint64_t)d;
+	*data_end = (uint64_t)h < end ? (uint64_t)h : end;
+	return 0;
+}
+
+bool mem_fd_usable(int fd, uint64_t size)
+{
+	uint64_t d, e;
+
+	if (fd < 0)
+		return false;
+	if (mem_next_data(fd, 0, size, &d, &e) < 0) {
+		log_info("migration: guest memory fd %d does not tell holes (SEEK_DATA): every "
+			 "page is read", fd);
+		return false;
+	}
+	return true;
+}
+
+/* CRC-32 of [off, off + len) of memory at @base, holes of @fd as zeros
+ * (-1: no holes known). Falls back to reading on any lseek error. */
+static uint32_t crc_range(uint32_t crc, const uint8_t *base, int fd, uint64_t off, uint64_t len)
+{
+	uint64_t pos = off, end = off + len;
+
+	while (pos < end) {
+		uint64_t d, e;
+
+		if (mem_next_data(fd, pos, end, &d, &e) < 0) {
+			d = pos;
+			e = end;
+		}
+		crc = crc_zeros(crc, d - pos);
+		crc = crc_bytes(crc, base + d, e - d);
+		pos = e;
+	}
+	return crc;
+}
+
+uint32_t mem_crc(const uint8_t *p, int fd, uint64_t len)
+{
+	return crc_range(0, p, fd, 0, len);
+}
+
+/* ---- per-chunk cache (destination) ---- */
+
+int mem_crc_cache_init(struct mem_crc_cache *cc, const uint8_t *base, int fd, uint64_t size,
+		       uint64_t chunk)
+{
+	memset(cc, 0, sizeof(*cc));
+	if (!chunk || !size)
+		return -EINVAL;
+	cc->base = base;
+	cc->fd = fd;
+	cc->size = size;
+	cc->chunk = chunk;
+	cc->nchunks = (size + chunk - 1) / chunk;
+	cc->crc = calloc(cc->nchunks, sizeof(*cc->crc));
+	cc->is_stale = malloc(cc->nchunks);
+	if (!cc->crc || !cc->is_stale) {
+		log_err("migration: no memory for %llu chunk checksums",
+			(unsigned long long)cc->nchunks);
+		mem_crc_cache_fini(cc);
+		return -ENOMEM;
+	}
+	/* Nothing computed yet: everything is stale. */
+	memset(cc->is_stale, 1, cc->nchunks);
+	cc->nstale = cc->nchunks;
+	return 0;
+}
+
+void mem_crc_cache_fini(struct mem_crc_cache *cc)
+{
+	free(cc->crc);
+	free(cc->is_stale);
+	cc->crc = NULL;
+	cc->is_stale = NULL;
+}
+
+void mem_crc_cache_stale(struct mem_crc_cache *cc, uint64_t off, uint64_t len)
+{
+	if (!len || off >= cc->size)
+		return;
+	if (len > cc->size - off)
+		len = cc->size - off;
+	for (uint64_t c = off / cc->chunk; c <= (off + len - 1) / cc->chunk; c++) {
+		if (!cc->is_stale[c]) {
+			cc->is_stale[c] = 1;
+			cc->nstale++;
+		}
+	}
+}
+
+static uint64_t chunk_len(const struct mem_crc_cache *cc, uint64_t c)
+{
+	uint64_t off = c * cc->chunk;
+
+	return cc->size - off < cc->chunk ? cc->size - off : cc->chunk;
+}
+
+void mem_crc_cache_refresh(struct mem_crc_cache *cc)
+{
+	for (uint64_t c = 0; cc->nstale && c < cc->nchunks; c++) {
+		if (!cc->is_stale[c])
+			continue;
+		cc->crc[c] = crc_range(0, cc->base, cc->fd, c * cc->chunk, chunk_len(cc, c));
+		cc->is_stale[c] = 0;
+		cc->nstale--;
+	}
+}
+
+uint32_t mem_crc_cache_value(struct mem_crc_cache *cc)
+{
+	uint32_t crc;
+
+	mem_crc_cache_refresh(cc);
+	crc = cc->crc[0];
+	for (uint64_t c = 1; c < cc->nchunks; c++)
+		crc = (uint32_t)crc32_combine(crc, cc->crc[c], (z_off_t)chunk_len(cc, c));
+	return crc;
+}
+
+/* ---- asynchronous (source) ---- */
+
+static void *job_main(void *arg)
+{
+	struct mem_crc_job *j = arg;
+
+	j->crc = mem_crc(j->p, j->fd, j->len);
+	return NULL;
+}
+
+int mem_crc_job_start(struct mem_crc_job *j, const uint8_t *p, int fd, uint64_t len)
+{
+	int rc;
+
+	memset(j, 0, sizeof(*j));
+	j->p = p;
+	j->fd = fd;
+	j->len = len;
+	rc = pthread_create(&j->thread, NULL, job_main, j);
+	if (rc) {
+		log_warn("migration: no thread for the memory checksum (%s): computing it inline",
+			 strerror(rc));
+		return -rc;
+	}
+	j->is_started = true;
+	return 0;
+}
+
+uint32_t mem_crc_job_finish(struct mem_crc_job *j)
+{
+	if (j->is_started)
+		pthread_join(j->thread, NULL);
+	else
+		job_main(j);
+	j->is_started = false;
+	return j->crc;
+}
