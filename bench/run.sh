@@ -10,6 +10,6 @@ echo "benchmark                    figure              | physical limit (same ru
 failed=0
 for b in "$build"/bench/bench_*; do
 	[ -x "$b" ] || continue
-	"$b" "$@" || { echo "$(basename "$b"): FAILED (exit $?)" >&2; failed=1; }
+	"$b" "$@" || { rc=$?; echo "$(basename "$b"): FAILED (exit $rc)" >&2; failed=1; }
 done
 exit $failed

@@ -16,7 +16,7 @@
 #include "driver_pci.h"
 #include "workload.h"
 
-_Static_assert(sizeof(struct dma_drv_shared) == 136, "dma_drv_shared has no padding");
+_Static_assert(sizeof(struct dma_drv_shared) == 144, "dma_drv_shared has no padding");
 
 #define PAGE 4096u
 
@@ -315,6 +315,44 @@ static int validate_shared(struct dma_driver *d, uint64_t iova, uint64_t area_si
 	return 0;
 }
 
+/* The device must hold this driver's ring (after a migration: the restored
+ * destination, not a fresh device), or the first doorbell would be refused
+ * or, worse, start a ring the device does not know from index 0. */
+static int check_device(struct dma_driver *d)
+{
+	const struct dma_drv_shared *sh = d->sh;
+	uint64_t base, ring = area_iova(d, sh->ring_off);
+	uint32_t control, size, head, tail;
+	const char *bad = NULL;
+	int rc;
+
+	if ((rc = check_identity(d)) < 0 ||
+	    (rc = drv_reg_read(d, DMA_REG_CONTROL, &control)) < 0 ||
+	    (rc = drv_reg_read64(d, DMA_REG_RING_BASE, &base)) < 0 ||
+	    (rc = drv_reg_read(d, DMA_REG_RING_SIZE, &size)) < 0 ||
+	    (rc = drv_reg_read(d, DMA_REG_RING_HEAD, &head)) < 0 ||
+	    (rc = drv_reg_read(d, DMA_REG_RING_TAIL, &tail)) < 0)
+		return rc;
+	if (!(control & DMA_CTRL_ENABLE))
+		bad = "CONTROL.ENABLE is clear";
+	else if (base != ring)
+		bad = "RING_BASE is another ring";
+	else if (size != sh->ring_entries)
+		bad = "RING_SIZE differs";
+	else if (tail != (uint32_t)sh->submitted)
+		bad = "RING_TAIL is not what the driver queued";
+	else if ((uint32_t)(head - (uint32_t)sh->reaped) > sh->submitted - sh->reaped)
+		bad = "RING_HEAD is outside the ops in flight";
+	if (bad) {
+		ferry_log(FERRY_LOG_ERR, "%s: the device does not hold this driver's ring (not "
+			  "restored?): %s: ring %#" PRIx64 " x %u head %u tail %u, driver ring %#"
+			  PRIx64 " x %u, ops %" PRIu64 "..%" PRIu64, dname(d), bad, base, size, head,
+			  tail, ring, sh->ring_entries, sh->reaped, sh->submitted);
+		return -ESTALE;
+	}
+	return 0;
+}
+
 int dma_driver_attach(struct dma_driver *d, struct ferry_client *c, void *guest_base,
 		      uint64_t guest_iova_base, uint64_t area_off, uint64_t area_size,
 		      const struct dma_driver_config *cfg)
@@ -328,6 +366,9 @@ int dma_driver_attach(struct dma_driver *d, struct ferry_client *c, void *guest_
 	if (rc < 0)
 		return rc;
 	bind_pointers(d);
+	rc = check_device(d);
+	if (rc < 0)
+		return rc;
 	return irq_setup(d, cfg);
 }
 

@@ -29,6 +29,13 @@
  * a FILL's the repeated pattern, and guard bytes around it must still hold
  * the poison.
  *
+ * Peer ops (dma_driver_submit_peer) are PEER_NOTIFY descriptors: op seq
+ * writes DMA_DRV_PEER_VALUE(seq) at offset 8 * (seq % slots) of the page
+ * the caller programmed into PEER_DOORBELL, so the caller can tell from the
+ * page which peer writes arrived, and (with slots smaller than the number
+ * of ops) in which order. The driver checks their completions; the page is
+ * the caller's to check.
+ *
  * Exactly once: ops complete in ring order; poll() reaps a slot only when
  * its status word says DONE with the op's cookie echoed, so a lost
  * completion stalls (and run() times out naming it), and
@@ -49,7 +56,7 @@
 struct ferry_client;
 
 #define DMA_DRV_MAGIC   0x56524444u /* "DDRV" */
-#define DMA_DRV_VERSION 1u
+#define DMA_DRV_VERSION 2u /* 2: peer_ok */
 
 /* An address bad ops use as "unmapped": the caller must not map it. */
 #define DMA_DRV_UNMAPPED_IOVA UINT64_C(0xfff0000000000000)
@@ -63,8 +70,16 @@ enum dma_drv_kind {
 	DMA_KIND_BAD_OPCODE,  /* unknown opcode: DMA_ERR_OPCODE */
 	DMA_KIND_BAD_RANGE,   /* dst + len wraps: DMA_ERR_RANGE */
 	DMA_KIND_BAD_OVERLAP, /* COPY onto itself shifted by one: DMA_ERR_OVERLAP */
+	DMA_KIND_PEER,        /* PEER_NOTIFY: must succeed and write no buffer */
 	DMA_KIND_NUM,
 };
+
+/* The bad kinds are 1 .. DMA_KIND_NUM_BAD. */
+#define DMA_KIND_NUM_BAD ((unsigned)DMA_KIND_BAD_OVERLAP)
+
+/* Peer ops: what op @seq writes, and the most doorbell slots. */
+#define DMA_DRV_PEER_VALUE(seq) (UINT64_C(0x5045455200000000) | ((uint64_t)(seq) + 1))
+#define DMA_DRV_PEER_SLOTS      (DMA_PEER_PAGE / DMA_PEER_WRITE)
 
 /* The driver's memory, at offset 0 of its area (in guest memory). */
 struct dma_drv_shared {
@@ -86,6 +101,7 @@ struct dma_drv_shared {
 	uint64_t err_completions;  /* reaped completions carrying an error code */
 	uint64_t dev_completed_base; /* device COMPLETED when the driver initialised it */
 	uint64_t dev_errors_base;    /* device ERRORS then */
+	uint64_t peer_ok;          /* peer ops that completed successfully */
 };
 
 /* Host-side options. Zero means the default. */
@@ -118,7 +134,7 @@ struct dma_driver {
 
 struct dma_driver_stats {
 	uint64_t submitted, reaped, in_flight;
-	uint64_t verified, bad_ok, failures;
+	uint64_t verified, bad_ok, peer_ok, failures;
 	uint64_t irqs; /* host-side: interrupts this struct dma_driver saw */
 };
 
@@ -139,10 +155,16 @@ int dma_driver_init(struct dma_driver *d, struct ferry_client *c, void *guest_ba
 
 /*
  * Attaches to a driver state already in guest memory (after a migration),
- * validating it, without touching the device's registers or the state.
- * Sets up the interrupt eventfd unless cfg->no_irq. Returns 0, -EINVAL
- * (bad arguments or a state that does not fit the area: log says which
- * field) or a client error.
+ * validating it, without changing the device's registers or the state.
+ * The device must be the one that state drives (after a migration: the
+ * restored destination, in a running migration state): it is cross-checked
+ * by reading ID, VERSION, CONTROL, RING_BASE, RING_SIZE, RING_HEAD and
+ * RING_TAIL, which must describe this driver's ring with head between the
+ * ops reaped and those submitted. Sets up the interrupt eventfd unless
+ * cfg->no_irq. Returns 0, -EINVAL (bad arguments or a state that does not
+ * fit the area: log says which field), -ENODEV (not a ferry-dev-dma 1.x),
+ * -ESTALE (a device that does not hold this ring, e.g. a fresh one the
+ * state was not restored into: log says which register) or a client error.
  */
 int dma_driver_attach(struct dma_driver *d, struct ferry_client *c, void *guest_base,
 		      uint64_t guest_iova_base, uint64_t area_off, uint64_t area_size,
@@ -158,6 +180,10 @@ int dma_driver_submit(struct dma_driver *d, unsigned n);
 
 /* Same with ops that must fail, cycling through the DMA_KIND_BAD_* kinds. */
 int dma_driver_submit_bad(struct dma_driver *d, unsigned n);
+
+/* Same with peer ops over @slots doorbell slots (1..DMA_DRV_PEER_SLOTS;
+ * -EINVAL otherwise). PEER_DOORBELL is the caller's to program. */
+int dma_driver_submit_peer(struct dma_driver *d, unsigned n, unsigned slots);
 
 /* Reaps and checks every completed op, in order. Returns the number
  * reaped; check failures are counted (stats.failures) and logged. */

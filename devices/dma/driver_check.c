@@ -91,6 +91,7 @@ void dma_driver_stats(const struct dma_driver *d, struct dma_driver_stats *out)
 		.in_flight = sh->submitted - sh->reaped,
 		.verified = sh->verified,
 		.bad_ok = sh->bad_ok,
+		.peer_ok = sh->peer_ok,
 		.failures = sh->failures,
 		.irqs = d->irqs,
 	};

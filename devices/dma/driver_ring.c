@@ -31,10 +31,11 @@ static int64_t now_ms(void)
 
 /* ---- submitting ---- */
 
-/* Turns the generated op for @seq into what @kind asks for. A bad op's dst
- * window is the whole dst buffer, which must come back untouched. */
-static void make_desc(struct dma_driver *d, uint64_t seq, uint8_t kind, struct dma_wl_op *op,
-		      struct dma_desc *out)
+/* Turns the generated op for @seq into what @kind asks for. A bad or peer
+ * op's dst window is the whole dst buffer, which must come back untouched.
+ * @slots: the doorbell slots of a peer op. */
+static void make_desc(struct dma_driver *d, uint64_t seq, uint8_t kind, unsigned slots,
+		      struct dma_wl_op *op, struct dma_desc *out)
 {
 	uint32_t slot = slot_of(d, seq);
 	uint64_t src = buf_iova(d, src_buf(d, slot)) + op->src_off;
@@ -71,6 +72,12 @@ static void make_desc(struct dma_driver *d, uint64_t seq, uint8_t kind, struct d
 		out->dst = dst + 1;
 		out->len = op->len > 2 ? op->len - 1 : 2; /* len 1 would not overlap */
 		break;
+	case DMA_KIND_PEER:
+		out->opcode = DMA_OP_PEER_NOTIFY;
+		out->len = DMA_PEER_WRITE;
+		out->src = DMA_DRV_PEER_VALUE(seq);
+		out->dst = (seq % slots) * DMA_PEER_WRITE;
+		break;
 	}
 }
 
@@ -84,6 +91,7 @@ static uint32_t expected_err(uint8_t kind)
 		[DMA_KIND_BAD_OPCODE] = DMA_ERR_OPCODE,
 		[DMA_KIND_BAD_RANGE] = DMA_ERR_RANGE,
 		[DMA_KIND_BAD_OVERLAP] = DMA_ERR_OVERLAP,
+		[DMA_KIND_PEER] = DMA_ERR_NONE,
 	};
 	return kind < DMA_KIND_NUM ? errs[kind] : UINT32_MAX;
 }
@@ -101,7 +109,7 @@ static void dst_window(const struct dma_driver *d, uint8_t kind, const struct dm
 	*len = op->len + 2 * DMA_WL_GUARD;
 }
 
-static void queue_one(struct dma_driver *d, uint8_t kind)
+static void queue_one(struct dma_driver *d, uint8_t kind, unsigned slots)
 {
 	struct dma_drv_shared *sh = d->sh;
 	uint64_t seq = sh->submitted;
@@ -118,7 +126,7 @@ static void queue_one(struct dma_driver *d, uint8_t kind)
 	memset(dst_buf(d, slot) + wstart, op.poison, wlen);
 	dirtied(d, dst_buf(d, slot) + wstart, wlen);
 
-	make_desc(d, seq, kind, &op, &nd);
+	make_desc(d, seq, kind, slots, &op, &nd);
 	desc->opcode = htole16(nd.opcode);
 	desc->flags = 0;
 	desc->len = htole32(nd.len);
@@ -132,15 +140,21 @@ static void queue_one(struct dma_driver *d, uint8_t kind)
 	sh->submitted = seq + 1;
 }
 
-static int submit(struct dma_driver *d, unsigned n, bool bad)
+/* @kind: DMA_KIND_GOOD, DMA_KIND_PEER, or any bad one for a cycle of them. */
+static int submit(struct dma_driver *d, unsigned n, uint8_t kind, unsigned slots)
 {
 	struct dma_drv_shared *sh = d->sh;
 	uint64_t room = sh->ring_entries - (sh->submitted - sh->reaped);
 	unsigned queued = 0;
 	int rc;
 
-	for (; queued < n && queued < room; queued++)
-		queue_one(d, bad ? (uint8_t)(1 + sh->submitted % (DMA_KIND_NUM - 1)) : DMA_KIND_GOOD);
+	for (; queued < n && queued < room; queued++) {
+		uint8_t k = kind;
+
+		if (k != DMA_KIND_GOOD && k != DMA_KIND_PEER)
+			k = (uint8_t)(1 + sh->submitted % DMA_KIND_NUM_BAD);
+		queue_one(d, k, slots);
+	}
 	dirtied(d, sh, sizeof(*sh));
 	if (!queued)
 		return 0;
@@ -153,12 +167,22 @@ static int submit(struct dma_driver *d, unsigned n, bool bad)
 
 int dma_driver_submit(struct dma_driver *d, unsigned n)
 {
-	return submit(d, n, false);
+	return submit(d, n, DMA_KIND_GOOD, 1);
 }
 
 int dma_driver_submit_bad(struct dma_driver *d, unsigned n)
 {
-	return submit(d, n, true);
+	return submit(d, n, DMA_KIND_BAD_SRC, 1);
+}
+
+int dma_driver_submit_peer(struct dma_driver *d, unsigned n, unsigned slots)
+{
+	if (!slots || slots > DMA_DRV_PEER_SLOTS) {
+		ferry_log(FERRY_LOG_ERR, "%s: %u peer doorbell slots: 1..%u", dname(d), slots,
+			  DMA_DRV_PEER_SLOTS);
+		return -EINVAL;
+	}
+	return submit(d, n, DMA_KIND_PEER, slots);
 }
 
 /* ---- reaping ---- */
@@ -193,7 +217,9 @@ static const char *check_op(struct dma_driver *d, uint64_t seq, uint32_t status,
 	if (kind >= DMA_KIND_NUM)
 		return "slot kind byte corrupted";
 	if ((status & DMA_ST_ERR_MASK) != expected_err(kind))
-		return kind == DMA_KIND_GOOD ? "good op failed" : "bad op got the wrong error";
+		return kind == DMA_KIND_GOOD ? "good op failed"
+		       : kind == DMA_KIND_PEER ? "peer op failed"
+					       : "bad op got the wrong error";
 
 	dma_wl_gen_op(d->sh->seed, seq, d->sh->buf_size, &op);
 	dst_window(d, kind, &op, &wstart, &wlen);
@@ -205,7 +231,8 @@ static const char *check_op(struct dma_driver *d, uint64_t seq, uint32_t status,
 		*at = (int64_t)i;
 		*got = dst[i];
 		*want = w;
-		return "bad op wrote its destination buffer";
+		return kind == DMA_KIND_PEER ? "peer op wrote its destination buffer"
+					      : "bad op wrote its destination buffer";
 	}
 	i = dma_wl_check_byte(op.poison, dst + wstart, DMA_WL_GUARD);
 	if (i < DMA_WL_GUARD) {
@@ -269,6 +296,8 @@ int dma_driver_poll(struct dma_driver *d)
 				  d->kinds[slot_of(d, seq)], why, status, at, got, want);
 		} else if (d->kinds[slot_of(d, seq)] == DMA_KIND_GOOD) {
 			sh->verified++;
+		} else if (d->kinds[slot_of(d, seq)] == DMA_KIND_PEER) {
+			sh->peer_ok++;
 		} else {
 			sh->bad_ok++;
 		}

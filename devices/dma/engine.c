@@ -4,8 +4,11 @@
  *
  * Per descriptor the worker: takes the slot at RING_HEAD and advances it,
  * drops the lock, copies the descriptor out of guest memory, executes it
- * (exec.c), stores the status word with one release store, retakes the
- * lock, updates the counters and decides whether to interrupt. A failure to
+ * (exec.c; PEER_NOTIFY in peer.c), stores the status word with one release
+ * store, retakes the lock, updates the counters and decides whether to
+ * interrupt. A PEER_NOTIFY that must wait for the P2P quiesce to end
+ * (regs.h) is given back instead: RING_HEAD steps back to it and the
+ * engine stalls until peer.c lets it go on. A failure to
  * read a descriptor or to write its status back halts the engine
  * (STATUS.ERR_RING): the ring itself is unusable, so there is nowhere to
  * report a per-descriptor error.
@@ -125,8 +128,11 @@ static int process_one(struct dma_engine *e, uint64_t iova)
 		return RES_RING_FAULT;
 	}
 	desc_from_le(&d);
-	res = dma_exec_desc(&x, &d);
-	if (res == DMA_EXEC_ABORTED)
+	if (d.opcode == DMA_OP_PEER_NOTIFY)
+		res = engine_peer_notify(e, &d);
+	else
+		res = dma_exec_desc(&x, &d);
+	if (res == DMA_EXEC_ABORTED || res == RES_STALL)
 		return res;
 	rc = write_status(e, iova + DMA_DESC_OFF_STATUS, DMA_ST_MAKE(res, d.cookie));
 	if (rc < 0) {
@@ -145,6 +151,17 @@ static bool commit_locked(struct dma_engine *e, int res)
 
 	if (res == DMA_EXEC_ABORTED)
 		return false;
+	if (res == RES_STALL) {
+		/* Not run: fetch it again once the quiesce ends. The engine
+		 * makes no progress meanwhile, so signal what completed. */
+		st->head--;
+		e->stalled = true;
+		if (!st->since_irq)
+			return false;
+		st->since_irq = 0;
+		st->irqs++;
+		return true;
+	}
 	if (res == RES_RING_FAULT) {
 		/* Halt AT the descriptor: a restart retries it (COPY and FILL
 		 * are idempotent; overlapping copies are refused). */
@@ -220,7 +237,7 @@ static bool has_work_locked(const struct dma_engine *e)
 {
 	const struct dma_state *st = &e->st;
 
-	return !e->quiescing && !e->paused && (st->control & DMA_CTRL_ENABLE) &&
+	return !e->quiescing && !e->paused && !e->stalled && (st->control & DMA_CTRL_ENABLE) &&
 	       (st->status & DMA_STS_RUNNING) && st->head != st->tail;
 }
 
@@ -302,27 +319,38 @@ void dma_engine_destroy(struct dma_engine *e)
 	free(e);
 }
 
+void engine_hold_locked(struct dma_engine *e)
+{
+	e->quiescing++;
+	while (e->busy)
+		pthread_cond_wait(&e->idle, &e->lock);
+}
+
+void engine_unhold_locked(struct dma_engine *e)
+{
+	e->quiescing--;
+	pthread_cond_signal(&e->wake);
+}
+
 /* Waits until no descriptor is in progress, keeping the worker from
  * starting another meanwhile (the wait drops the lock). With @abort the one
  * in progress stops at its next chunk and is not completed. The caller
  * changes the state before it unlocks, then the worker re-evaluates. */
 static void quiesce_locked(struct dma_engine *e, bool abort)
 {
-	e->quiescing++;
 	if (abort)
 		atomic_store(&e->abort, true);
-	while (e->busy)
-		pthread_cond_wait(&e->idle, &e->lock);
+	engine_hold_locked(e);
 	if (abort && !e->stopping)
 		atomic_store(&e->abort, false);
-	e->quiescing--;
-	pthread_cond_signal(&e->wake);
+	engine_unhold_locked(e);
 }
 
 void engine_reset_locked(struct dma_engine *e)
 {
 	quiesce_locked(e, true);
-	memset(&e->st, 0, sizeof(e->st));
+	memset(&e->st, 0, sizeof(e->st)); /* held peer writes are dropped */
+	e->stalled = false;
 	e->warned = 0;
 }
 
@@ -334,30 +362,38 @@ void dma_engine_reset(struct dma_engine *e)
 	ferry_log(FERRY_LOG_INFO, "%s: reset", e->name);
 }
 
-void dma_engine_pause(struct dma_engine *e, bool pause)
+void dma_engine_pause(struct dma_engine *e, unsigned reason, bool pause)
 {
 	pthread_mutex_lock(&e->lock);
 	if (pause) {
-		e->paused = true;
+		e->paused |= reason;
 		quiesce_locked(e, false);
 	} else {
-		e->paused = false;
+		e->paused &= ~reason;
 		pthread_cond_signal(&e->wake);
 	}
 	pthread_mutex_unlock(&e->lock);
+}
+
+void dma_engine_restore(struct dma_engine *e, const struct dma_state *st)
+{
+	pthread_mutex_lock(&e->lock);
+	quiesce_locked(e, false); /* paused already: nothing is in progress */
+	e->st = *st;
+	e->stalled = false; /* a held-up PEER_NOTIFY is simply fetched again */
+	e->warned = 0;
+	pthread_mutex_unlock(&e->lock);
+	ferry_log(FERRY_LOG_INFO, "%s: state restored: ring %#" PRIx64 " x %" PRIu32 ", head %" PRIu32
+		  ", tail %" PRIu32 ", %" PRIu64 " completed, %" PRIu32 " peer writes held",
+		  e->name, st->ring_base, st->ring_size, st->head, st->tail, st->completed,
+		  st->peer_held);
 }
 
 /* ---- register side effects ---- */
 
 static bool ring_valid_locked(const struct dma_engine *e)
 {
-	const struct dma_state *st = &e->st;
-	uint64_t bytes = (uint64_t)st->ring_size * DMA_DESC_SIZE;
-
-	return st->ring_size && st->ring_size <= DMA_RING_MAX_ENTRIES &&
-	       !(st->ring_size & (st->ring_size - 1)) && !(st->ring_base % DMA_DESC_SIZE) &&
-	       bytes - 1 <= UINT64_MAX - st->ring_base &&
-	       (uint32_t)(st->tail - st->head) <= st->ring_size;
+	return dma_state_ring_valid(&e->st);
 }
 
 void engine_set_control_locked(struct dma_engine *e, uint32_t val)

@@ -24,7 +24,7 @@ static bool overlaps(uint64_t a, uint64_t b, uint64_t len)
 	return a <= b + (len - 1) && b <= a + (len - 1);
 }
 
-static int err_from_errno(int rc)
+int dma_exec_err_from_errno(int rc)
 {
 	switch (rc) {
 	case -EFAULT:
@@ -72,7 +72,7 @@ static int transfer_failed(const struct dma_exec *x, const struct dma_desc *d, c
 {
 	ferry_log(FERRY_LOG_DEBUG, "%s: descriptor cookie %#" PRIx32 ": %s at %#" PRIx64 " failed: %s",
 		  x->name, d->cookie, what, addr, strerror(-rc));
-	return err_from_errno(rc);
+	return dma_exec_err_from_errno(rc);
 }
 
 static int exec_copy(const struct dma_exec *x, const struct dma_desc *d)

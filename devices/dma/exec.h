@@ -38,4 +38,7 @@ struct dma_exec {
  * success) or DMA_EXEC_ABORTED. Never fails otherwise. */
 int dma_exec_desc(const struct dma_exec *x, const struct dma_desc *d);
 
+/* The DMA_ERR_* code for a failed DMA helper's negative errno @rc. */
+int dma_exec_err_from_errno(int rc);
+
 #endif /* FERRY_DEV_DMA_EXEC_H */

@@ -61,6 +61,9 @@ static uint32_t reg_read_locked(struct dma_engine *e, uint32_t off)
 	case DMA_REG_MAX_XFER:      return DMA_MAX_XFER;
 	case DMA_REG_MAX_RING:      return DMA_RING_MAX_ENTRIES;
 	case DMA_REG_SCRATCH_SIZE:  return DMA_BAR_SCRATCH_SIZE;
+	case DMA_REG_PEER_HELD:     return st->peer_held;
+	case DMA_REG_PEER_WRITES:   return lo32(st->peer_writes);
+	case DMA_REG_PEER_WRITES + 4: return hi32(st->peer_writes);
 	default:                    return 0;
 	}
 }

@@ -78,12 +78,14 @@
  *  0x028  COMPLETED      RO 64   descriptors completed (with or without error)
  *  0x030  ERRORS         RO 64   descriptors completed with an error status
  *  0x038  IRQS           RO 64   completion interrupts raised
- *  0x040  PEER_DOORBELL  RW 64   reserved: guest address of a peer device's
- *                                doorbell to ring after each completion.
- *                                Stored, not used yet.
+ *  0x040  PEER_DOORBELL  RW 64   bus address of a peer device's doorbell page,
+ *                                8-byte aligned: where PEER_NOTIFY writes (below)
  *  0x048  MAX_XFER       RO      DMA_MAX_XFER: the largest descriptor len
  *  0x04c  MAX_RING       RO      DMA_RING_MAX_ENTRIES
  *  0x050  SCRATCH_SIZE   RO      DMA_BAR_SCRATCH_SIZE
+ *  0x054  PEER_HELD      RO      peer writes held back (P2P quiesce, below),
+ *                                0..DMA_PEER_HOLD_MAX
+ *  0x058  PEER_WRITES    RO 64   peer writes delivered
  */
 #define DMA_REG_ID            0x000u
 #define DMA_REG_VERSION       0x004u
@@ -102,10 +104,12 @@
 #define DMA_REG_MAX_XFER      0x048u
 #define DMA_REG_MAX_RING      0x04cu
 #define DMA_REG_SCRATCH_SIZE  0x050u
-#define DMA_REG_END           0x054u /* first offset past the register file */
+#define DMA_REG_PEER_HELD     0x054u
+#define DMA_REG_PEER_WRITES   0x058u
+#define DMA_REG_END           0x060u /* first offset past the register file */
 
 #define DMA_ID_VALUE      0x46444d41u /* "FDMA" */
-#define DMA_VERSION_VALUE 0x00010000u /* 1.0 */
+#define DMA_VERSION_VALUE 0x00010001u /* 1.1: PEER_NOTIFY, PEER_HELD, PEER_WRITES */
 
 /* CONTROL. Setting ENABLE checks RING_BASE/RING_SIZE: if they are invalid
  * the engine does not start and STATUS.ERR_CONFIG is set. Clearing ENABLE
@@ -125,8 +129,9 @@
 #define DMA_STS_ERR_RING     (1u << 2) /* ring unreachable: engine halted */
 #define DMA_STS_ERR_CONFIG   (1u << 3) /* ENABLE with an invalid ring */
 #define DMA_STS_ERR_DOORBELL (1u << 4) /* RING_TAIL write beyond the ring */
+#define DMA_STS_ERR_PEER     (1u << 5) /* a held peer write failed when released */
 #define DMA_STS_ERR_MASK     (DMA_STS_ERR_DESC | DMA_STS_ERR_RING | DMA_STS_ERR_CONFIG | \
-			      DMA_STS_ERR_DOORBELL)
+			      DMA_STS_ERR_DOORBELL | DMA_STS_ERR_PEER)
 
 #define DMA_RING_MAX_ENTRIES 65536u
 #define DMA_MAX_XFER         (1u << 20) /* 1 MiB per descriptor */
@@ -138,8 +143,10 @@
  *  2    2     flags    driver      reserved, must be 0 (else DMA_ERR_FLAGS)
  *  4    4     len      driver      bytes, 0..MAX_XFER (0: completes at once)
  *  8    8     src      driver      COPY: source guest address;
- *                                  FILL: the 8-byte pattern (little-endian)
- *  16   8     dst      driver      destination guest address
+ *                                  FILL: the 8-byte pattern (little-endian);
+ *                                  PEER_NOTIFY: the 8-byte value to write
+ *  16   8     dst      driver      destination guest address;
+ *                                  PEER_NOTIFY: offset in the doorbell page
  *  24   4     cookie   driver      free for the driver (a sequence number)
  *  28   4     status   device      0 while pending; DMA_ST_DONE | echo | error
  *
@@ -158,6 +165,30 @@
  * pattern. A failing descriptor may have written part of dst (a fault in
  * the middle of a transfer); one refused before any transfer (every error
  * but DMA_ERR_FAULT / DMA_ERR_PERM) has written nothing.
+ *
+ * PEER_NOTIFY rings a peer device's doorbell: one 8-byte write of src
+ * (little-endian) to PEER_DOORBELL + dst, a peer-to-peer write. len must be
+ * 8 (else DMA_ERR_LEN); dst must be 8-byte aligned and below DMA_PEER_PAGE
+ * (else DMA_ERR_RANGE); PEER_DOORBELL must be non-zero and 8-byte aligned,
+ * with the page not wrapping around 2^64 (else DMA_ERR_PEER). The value is
+ * the one the descriptor holds; the doorbell address is PEER_DOORBELL as it
+ * is when the descriptor executes. In vfio-user a peer's doorbell is reached
+ * through the host: here it is a bus address the host watches (a mailbox in
+ * guest memory), written like any other DMA.
+ *
+ * P2P quiesce. In the migration states RUNNING_P2P and PRE_COPY_P2P the
+ * device initiates no peer-to-peer write (PROTOCOL.md §8.2). A PEER_NOTIFY
+ * executed then completes at once (DONE, success, like a posted write) and
+ * its write is held: queued in the device, in order, up to
+ * DMA_PEER_HOLD_MAX (PEER_HELD counts them). The next PEER_NOTIFY finds the
+ * queue full and stalls the engine: RING_HEAD stays at it (no status is
+ * written), completions not yet signalled are signalled, and nothing more
+ * runs until the device leaves the P2P states. Held writes are device
+ * state: they survive STOP and migrate with the device, and go out in order,
+ * before anything else runs, when the device (the source, or after a
+ * migration the destination) reaches RUNNING or PRE_COPY. A write that then
+ * fails sets STATUS.ERR_PEER (its descriptor completed long ago). A reset
+ * drops them.
  */
 #define DMA_DESC_SIZE 32u
 
@@ -174,8 +205,13 @@ _Static_assert(sizeof(struct dma_desc) == DMA_DESC_SIZE, "descriptor layout");
 
 #define DMA_DESC_OFF_STATUS 28u
 
-#define DMA_OP_COPY 1u
-#define DMA_OP_FILL 2u
+#define DMA_OP_COPY        1u
+#define DMA_OP_FILL        2u
+#define DMA_OP_PEER_NOTIFY 3u
+
+#define DMA_PEER_PAGE     4096u /* the doorbell page PEER_NOTIFY's dst indexes */
+#define DMA_PEER_WRITE    8u    /* bytes per peer write (PEER_NOTIFY len) */
+#define DMA_PEER_HOLD_MAX 16u   /* peer writes held in the P2P states */
 
 #define DMA_ST_DONE         (1u << 31)
 #define DMA_ST_ECHO_SHIFT   8
@@ -195,5 +231,6 @@ _Static_assert(sizeof(struct dma_desc) == DMA_DESC_SIZE, "descriptor layout");
 #define DMA_ERR_FAULT   6u /* an address is not mapped */
 #define DMA_ERR_PERM    7u /* mapped without the access the op needs */
 #define DMA_ERR_IO      8u /* any other transfer failure */
+#define DMA_ERR_PEER    9u /* PEER_NOTIFY without a usable PEER_DOORBELL */
 
 #endif /* FERRY_DEV_DMA_REGS_H */

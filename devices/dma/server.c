@@ -6,7 +6,8 @@
  *   ferry-dev-dma --fd=FDNUM                (same: an already connected socket)
  *
  * Serves one client at a time on PATH until SIGTERM or SIGINT, then exits 0;
- * with only --fd, until that client leaves.
+ * with only --fd, until that client leaves. Migratable: STOP_COPY | P2P |
+ * PRE_COPY (migration.h).
  * Does not daemonize; logs go to stderr (-v: info, -vv: debug; or FERRY_LOG).
  */
 #include <errno.h>
@@ -20,9 +21,11 @@
 #include <string.h>
 
 #include <ferry/device.h>
+#include <ferry/device_migration.h>
 #include <ferry/log.h>
 
 #include "engine.h"
+#include "migration.h"
 #include "regs.h"
 #include "scratch.h"
 
@@ -32,6 +35,7 @@ struct dma_server {
 	struct ferry_device *dev;
 	struct dma_engine *engine;
 	struct dma_scratch scratch;
+	struct dma_mig mig;
 };
 
 /* The device the signal handler stops; set before the handlers go in. */
@@ -63,11 +67,14 @@ static int dma_region_access(void *opaque, unsigned region, uint64_t offset, voi
 	}
 }
 
+/* DEVICE_RESET, FLR or ferry_device_reset(): power-on registers, and the
+ * migration state is RUNNING again (device_migration.h, "Reset"). */
 static int dma_reset(void *opaque)
 {
 	struct dma_server *s = opaque;
 
 	dma_engine_reset(s->engine);
+	dma_mig_reset(&s->mig);
 	return 0;
 }
 
@@ -105,7 +112,45 @@ static void dma_power_changed(void *opaque, bool low_power)
 	struct dma_server *s = opaque;
 
 	ferry_log(FERRY_LOG_INFO, "%s: %s low power", DEV_NAME, low_power ? "entering" : "leaving");
-	dma_engine_pause(s->engine, low_power);
+	dma_engine_pause(s->engine, DMA_PAUSE_POWER, low_power);
+}
+
+/* ---- migration callbacks (message thread); see migration.h ---- */
+
+static int dma_mig_transition_op(void *opaque, enum ferry_mig_state from,
+				 enum ferry_mig_state to, bool *restored)
+{
+	struct dma_server *s = opaque;
+
+	return dma_mig_transition(&s->mig, from, to, restored);
+}
+
+static ssize_t dma_mig_save_op(void *opaque, void *buf, size_t len)
+{
+	struct dma_server *s = opaque;
+
+	return dma_mig_save(&s->mig, buf, len);
+}
+
+static int dma_mig_load_op(void *opaque, const void *buf, size_t len)
+{
+	struct dma_server *s = opaque;
+
+	return dma_mig_load(&s->mig, buf, len);
+}
+
+static int dma_mig_stop_copy_size_op(void *opaque, uint64_t *bytes)
+{
+	struct dma_server *s = opaque;
+
+	return dma_mig_stop_copy_size(&s->mig, bytes);
+}
+
+static int dma_mig_precopy_info_op(void *opaque, uint64_t *initial_bytes, uint64_t *dirty_bytes)
+{
+	struct dma_server *s = opaque;
+
+	return dma_mig_precopy_info(&s->mig, initial_bytes, dirty_bytes);
 }
 
 /* ---- setup ---- */
@@ -197,6 +242,16 @@ static const struct ferry_device_ops dma_ops = {
 	.dma_unmapping = dma_unmapping,
 	.client_changed = dma_client_changed,
 	.power_changed = dma_power_changed,
+};
+
+static const struct ferry_migration_ops dma_mig_ops = {
+	.size = sizeof(struct ferry_migration_ops),
+	.flags = DMA_MIG_FLAGS,
+	.transition = dma_mig_transition_op,
+	.save = dma_mig_save_op,
+	.load = dma_mig_load_op,
+	.stop_copy_size = dma_mig_stop_copy_size_op,
+	.precopy_info = dma_mig_precopy_info_op,
 };
 
 static void fill_info(struct dma_server *s, struct ferry_device_info *info)
@@ -296,6 +351,10 @@ int main(int argc, char **argv)
 	rc = ferry_device_create(&info, &s.dev);
 	if (rc < 0)
 		goto out_scratch;
+	dma_mig_init(&s.mig, DEV_NAME, s.engine);
+	rc = ferry_device_set_migration(s.dev, &dma_mig_ops);
+	if (rc < 0)
+		goto out_device;
 	rc = dma_engine_start(s.engine, s.dev);
 	if (rc < 0)
 		goto out_device;

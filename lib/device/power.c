@@ -172,7 +172,8 @@ static int set_entry(struct ferry_device *dev, uint8_t *data, uint32_t len)
 	return 0;
 }
 
-/* What /proc says the fd is: eventfds are anonymous inodes named so. */
+/* What /proc says the fd is: eventfds are anonymous inodes named so (the
+ * one reliable test from userspace; without /proc every fd is refused). */
 static bool is_eventfd(int fd)
 {
 	char path[40], target[64];

@@ -23,7 +23,9 @@
 struct view_dev {
 	struct dirty_view *v;
 	struct ferry_client *c;
+	bool can_log;    /* the policy chose device logging when the device was added */
 	bool is_logging; /* START in force on the device (between start and stop) */
+	char added_why[sizeof(((struct dirty_view_device *)0)->why)]; /* that choice's why */
 	struct dirty_view_device info;
 };
 
@@ -307,6 +309,8 @@ int dirty_view_add_device(struct dirty_view *v, struct ferry_client *c, uint64_t
 	r = choose_provider(v, d);
 	if (r < 0)
 		goto out_free;
+	d->can_log = r == DIRTY_PROVIDER_DEVICE_LOGGING;
+	memcpy(d->added_why, d->info.why, sizeof(d->added_why));
 	v->devs[v->ndevs++] = d;
 	pthread_mutex_unlock(&v->lock);
 	return r;
@@ -352,12 +356,14 @@ int dirty_view_start(struct dirty_view *v)
 		uint64_t tracked = 0;
 
 		ferry_client_set_dirty_callback(d->c, on_client_write, d);
-		if (d->info.provider != DIRTY_PROVIDER_DEVICE_LOGGING)
+		if (!d->can_log)
 			continue;
 		r = start_logging(v, d, &tracked);
-		if (r == 0) {
+		if (r == 0) { /* (again, after a fallback at an earlier start) */
 			d->is_logging = true;
 			d->info.tracked_page_size = tracked;
+			d->info.provider = DIRTY_PROVIDER_DEVICE_LOGGING;
+			memcpy(d->info.why, d->added_why, sizeof(d->info.why));
 			continue;
 		}
 		if (d->info.policy == DIRTY_POLICY_DEVICE_LOGGING) {
@@ -367,8 +373,8 @@ int dirty_view_start(struct dirty_view *v)
 			goto out;
 		}
 		set_why(d, DIRTY_PROVIDER_ALL_DIRTY, "DMA_LOGGING_START worked when probed, "
-			"then failed at start (%s)", strerror(-r));
-		log_warn("%s: dirty tracking falls back to all-dirty: %s", ferry_client_name(d->c),
+			"then failed at start (%s); tried again at the next start", strerror(-r));
+		log_info("%s: dirty tracking falls back to all-dirty: %s", ferry_client_name(d->c),
 			 d->info.why);
 		d->info.tracked_page_size = 0;
 		r = 0;
@@ -407,13 +413,13 @@ int dirty_view_collect(struct dirty_view *v)
 			d->info.bitmap_bytes += (d->info.size / v->page_size + 63) / 64 * 8;
 			continue;
 		}
-		window_dirty(v, d); /* whatever the error, never trust a partial report */
+		/* Whatever the error, never trust a partial report. The client
+		 * library logged the failure and that the range counts dirty; the
+		 * record says so for the migration report. */
+		window_dirty(v, d);
 		d->info.report_errors++;
 		d->info.last_error = r;
 		failed++;
-		log_warn("%s: DMA_LOGGING_REPORT failed (%s): all %" PRIu64 " bytes the device "
-			 "can write count dirty this round", ferry_client_name(d->c), strerror(-r),
-			 d->info.size);
 	}
 	pthread_mutex_unlock(&v->lock);
 	return failed;

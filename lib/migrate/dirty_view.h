@@ -96,9 +96,10 @@ int dirty_view_add_device(struct dirty_view *v, struct ferry_client *c, uint64_t
  * Starts tracking: takes over each device's client dirty callback
  * (ferry_client_set_dirty_callback) and STARTs logging on each logging
  * device. A device that now refuses START falls back to ALL_DIRTY under
- * AUTO (its why says so); under DEVICE_LOGGING the start fails: the devices
- * already started are stopped again and the errno returned. -EINVAL if
- * already started.
+ * AUTO for this session (its why says so; the next start tries logging
+ * again); under DEVICE_LOGGING the start fails: the devices already started
+ * are stopped again and the errno returned. -EINVAL if already started. A
+ * view may be started and stopped many times (one migration each).
  */
 int dirty_view_start(struct dirty_view *v);
 

@@ -359,7 +359,8 @@ static int receive(struct mig_dest *d)
 		if (rc < 0)
 			return rc;
 		if (mig_stream_reader_offset(d->r) - d->last_progress >= PROGRESS_BYTES)
-			dest_progress(d, d->has_switchover ? MIG_PHASE_STOPCOPY : MIG_PHASE_PRECOPY);
+			dest_progress(d, d->has_switchover ? MIG_PHASE_STOPCOPY
+							   : MIG_PHASE_PRECOPY);
 	}
 	return 0;
 }
@@ -367,6 +368,9 @@ static int receive(struct mig_dest *d)
 /* After END: memory checksum, then every device validates what it got. */
 static int verify(struct mig_dest *d)
 {
+	bool want[MIG_MAX_DEVICES];
+	enum ferry_mig_state to[MIG_MAX_DEVICES];
+	int rcs[MIG_MAX_DEVICES];
 	int64_t t = eng_now_ns();
 	int rc;
 
@@ -385,11 +389,15 @@ static int verify(struct mig_dest *d)
 	mig_report_step(d->rep, "memory checksum", eng_ms_since(t));
 	t = eng_now_ns();
 	for (unsigned i = 0; i < d->ndev; i++) {
-		rc = eng_dev_set_state(&d->dev[i], FERRY_MIG_STOP);
-		if (rc < 0) {
+		want[i] = true;
+		to[i] = FERRY_MIG_STOP;
+	}
+	rc = eng_devs_set_states(d->dev, d->ndev, want, to, rcs);
+	for (unsigned i = 0; rc < 0 && i < d->ndev; i++) {
+		if (rcs[i] < 0) {
 			d->rep->verify_devices = MIG_VERDICT_MISMATCH;
-			return dest_fail(d, rc, "device %u (%s) rejected its migrated state", i,
-					 d->dev[i].name);
+			return dest_fail(d, rcs[i], "device %u (%s) rejected its migrated state",
+					 i, d->dev[i].name);
 		}
 	}
 	d->rep->verify_devices = MIG_VERDICT_MATCH;

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <ferry/client.h>
@@ -59,6 +60,54 @@ int eng_dev_set_state(struct eng_dev *d, enum ferry_mig_state to)
 	d->is_state_known = ferry_client_mig_get_state(d->c, &now) == 0;
 	if (d->is_state_known)
 		d->state = now;
+	return rc;
+}
+
+struct set_job {
+	struct eng_dev *d;
+	enum ferry_mig_state to;
+	int rc;
+	pthread_t thread;
+	bool has_thread;
+};
+
+static void *set_job_main(void *arg)
+{
+	struct set_job *j = arg;
+
+	j->rc = eng_dev_set_state(j->d, j->to);
+	return NULL;
+}
+
+int eng_devs_set_states(struct eng_dev *devs, unsigned n, const bool *want,
+			const enum ferry_mig_state *to, int *rcs)
+{
+	struct set_job jobs[MIG_MAX_DEVICES];
+	unsigned first = n;
+	int rc = 0;
+
+	for (unsigned i = 0; i < n && i < MIG_MAX_DEVICES; i++) {
+		jobs[i] = (struct set_job){.d = &devs[i], .to = to[i]};
+		if (!want[i])
+			continue;
+		if (first == n) {
+			first = i; /* runs on this thread, below */
+			continue;
+		}
+		jobs[i].has_thread = pthread_create(&jobs[i].thread, NULL, set_job_main,
+						    &jobs[i]) == 0;
+		if (!jobs[i].has_thread)
+			set_job_main(&jobs[i]); /* no thread: in turn, then */
+	}
+	if (first < n)
+		set_job_main(&jobs[first]);
+	for (unsigned i = 0; i < n && i < MIG_MAX_DEVICES; i++) {
+		if (jobs[i].has_thread)
+			pthread_join(jobs[i].thread, NULL);
+		rcs[i] = want[i] ? jobs[i].rc : 0;
+		if (rcs[i] < 0 && !rc)
+			rc = rcs[i];
+	}
 	return rc;
 }
 
@@ -225,7 +274,21 @@ int eng_devs_back_to_running(struct eng_dev *devs, unsigned n)
 
 int eng_devs_start(struct eng_dev *devs, unsigned n)
 {
-	int rc = all_to(devs, n, FERRY_MIG_RUNNING_P2P, true, false);
+	/* zeroed: gcc -O2 cannot see that only the first n are read */
+	bool want[MIG_MAX_DEVICES] = {false};
+	enum ferry_mig_state to[MIG_MAX_DEVICES] = {FERRY_MIG_ERROR};
+	int rcs[MIG_MAX_DEVICES], rc;
 
-	return rc < 0 ? rc : all_to(devs, n, FERRY_MIG_RUNNING, false, false);
+	for (unsigned i = 0; i < n; i++) {
+		want[i] = eng_dev_has_p2p(&devs[i]);
+		to[i] = FERRY_MIG_RUNNING_P2P;
+	}
+	rc = eng_devs_set_states(devs, n, want, to, rcs);
+	if (rc < 0)
+		return rc;
+	for (unsigned i = 0; i < n; i++) {
+		want[i] = true;
+		to[i] = FERRY_MIG_RUNNING;
+	}
+	return eng_devs_set_states(devs, n, want, to, rcs);
 }

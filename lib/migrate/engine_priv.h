@@ -77,6 +77,14 @@ int eng_dev_set_state(struct eng_dev *d, enum ferry_mig_state to);
 /* Where each chunk of device data goes. Returns 0 or a negative errno. */
 typedef int (*eng_sink_fn)(void *opaque, unsigned device, const void *buf, size_t len);
 
+/* Moves every device i with @want[i] to @to[i], all at once: one thread
+ * per device beyond the first, so slow transitions (a device hashing its
+ * memory on entering STOP_COPY) overlap instead of adding up in the
+ * downtime. @rcs[i] gets each result (0 where not wanted). Returns 0 or
+ * the first error in device order. */
+int eng_devs_set_states(struct eng_dev *devs, unsigned n, const bool *want,
+			const enum ferry_mig_state *to, int *rcs);
+
 /* Reads the device's data stream into @sink until a read returns 0, or
  * @limit bytes were read (0: no limit), or @deadline_ns passes (0: none).
  * @buf holds @cap bytes. Adds to *@bytes; sets *@drained when a read

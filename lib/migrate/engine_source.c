@@ -87,7 +87,8 @@ int mig_source_create(const struct mig_source_config *cfg, struct mig_source **o
 		log_err("migration: incomplete source configuration");
 		return -EINVAL;
 	}
-	if (dirty_view_page_size(cfg->dv) != ps || dirty_view_pages(cfg->dv) != cfg->mem.size / ps ||
+	if (dirty_view_page_size(cfg->dv) != ps ||
+	    dirty_view_pages(cfg->dv) != cfg->mem.size / ps ||
 	    dirty_view_device_count(cfg->dv) != cfg->ndevices) {
 		log_err("migration: the dirty view covers %" PRIu64 " pages of %" PRIu64
 			" bytes and %u devices; guest memory has %" PRIu64 " pages of %u and there"
@@ -211,7 +212,8 @@ void src_progress(struct mig_source *s, enum mig_phase phase)
 		if (phase == MIG_PHASE_PRECOPY && !s->prog.is_round_end) {
 			uint64_t done = st.bytes - s->round_first_byte;
 
-			s->prog.bytes_remaining = done < s->round_to_send ? s->round_to_send - done : 0;
+			s->prog.bytes_remaining =
+				done < s->round_to_send ? s->round_to_send - done : 0;
 		}
 	}
 	s->prog.phase = phase;
@@ -222,7 +224,7 @@ void src_progress(struct mig_source *s, enum mig_phase phase)
 
 /* ---- setup ---- */
 
-static int build_manifest(struct mig_source *s, struct mig_manifest *m)
+static void build_manifest(struct mig_source *s, struct mig_manifest *m)
 {
 	memset(m, 0, sizeof(*m));
 	snprintf(m->source_host, sizeof(m->source_host), "%s", s->host_name);
@@ -239,7 +241,6 @@ static int build_manifest(struct mig_source *s, struct mig_manifest *m)
 			 s->dev[i].socket);
 		m->devices[i].migration_flags = (uint32_t)s->dev[i].flags;
 	}
-	return 0;
 }
 
 /*
@@ -411,8 +412,9 @@ static int read_precopy(struct mig_source *s)
 		if (drained)
 			d->is_drained = true;
 		if (!drained && eng_now_ns() > deadline)
-			log_info("migration: device %u (%s) still had pre-copy data after %d ms: "
-				 "the next round carries on", i, d->name, MIG_ENGINE_DEVICE_ROUND_MS);
+			log_info("migration: device %u (%s) still had pre-copy data after %d "
+				 "ms: the next round carries on", i, d->name,
+				 MIG_ENGINE_DEVICE_ROUND_MS);
 		d->precopy_bytes += d->round_bytes;
 		d->last_round_bytes = d->round_bytes;
 		if ((rc = src_check_cancel(s)) < 0)
@@ -513,8 +515,8 @@ static int precopy_round(struct mig_source *s, uint32_t round, bool *done)
 	s->rep->predicted_downtime_ms = predicted;
 	log_info("migration to %s: round %u: %" PRIu64 " bytes in %.1f ms (pages %.1f ms), %" PRIu64
 		 " pages dirty, %" PRIu64 " bytes to stop-copy at %.0f MB/s: %.1f ms predicted"
-		 " (budget %u)", s->uri, round, after.bytes - before.bytes, ms, t_pages, dirty, remaining,
-		 s->bw / 1e6, predicted, s->downtime_ms);
+		 " (budget %u)", s->uri, round, after.bytes - before.bytes, ms, t_pages, dirty,
+		 remaining, s->bw / 1e6, predicted, s->downtime_ms);
 	src_progress(s, MIG_PHASE_PRECOPY);
 	s->prog.is_round_end = false;
 

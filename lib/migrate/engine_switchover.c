@@ -25,31 +25,33 @@ static int stopcopy_sink(void *opaque, unsigned device, const void *buf, size_t 
 }
 
 /* RUNNING_P2P (or PRE_COPY_P2P) for every P2P device, then STOP_COPY for
- * all: no device may stop while a peer could still DMA into it. */
+ * all: no device may stop while a peer could still DMA into it. Within each
+ * step the devices change state at the same time. */
 static int stop_devices(struct mig_source *s)
 {
-	int rc;
+	bool want[MIG_MAX_DEVICES];
+	enum ferry_mig_state to[MIG_MAX_DEVICES];
+	int rcs[MIG_MAX_DEVICES], rc;
 
 	for (unsigned i = 0; i < s->ndev; i++) {
-		struct eng_dev *d = &s->dev[i];
-		enum ferry_mig_state to = d->state == FERRY_MIG_PRE_COPY ? FERRY_MIG_PRE_COPY_P2P
-									: FERRY_MIG_RUNNING_P2P;
-
-		if (!eng_dev_has_p2p(d))
-			continue;
-		rc = eng_dev_set_state(d, to);
-		if (rc < 0)
-			return src_fail(s, rc, "device %u (%s) to %s", i, d->name,
-					ferry_mig_state_name(to));
+		want[i] = eng_dev_has_p2p(&s->dev[i]);
+		to[i] = s->dev[i].state == FERRY_MIG_PRE_COPY ? FERRY_MIG_PRE_COPY_P2P
+							       : FERRY_MIG_RUNNING_P2P;
 	}
-	if ((rc = src_check_cancel(s)) < 0)
-		return rc;
-	for (unsigned i = 0; i < s->ndev; i++) {
-		rc = eng_dev_set_state(&s->dev[i], FERRY_MIG_STOP_COPY);
-		if (rc < 0)
-			return src_fail(s, rc, "device %u (%s) to STOP_COPY", i, s->dev[i].name);
+	for (int step = 0; step < 2; step++) {
+		rc = eng_devs_set_states(s->dev, s->ndev, want, to, rcs);
+		for (unsigned i = 0; rc < 0 && i < s->ndev; i++)
+			if (rcs[i] < 0)
+				return src_fail(s, rcs[i], "device %u (%s) to %s", i,
+						s->dev[i].name, ferry_mig_state_name(to[i]));
+		if ((rc = src_check_cancel(s)) < 0)
+			return rc;
+		for (unsigned i = 0; i < s->ndev; i++) {
+			want[i] = true;
+			to[i] = FERRY_MIG_STOP_COPY;
+		}
 	}
-	return src_check_cancel(s);
+	return 0;
 }
 
 /* The last pages: what the last round left dirty plus what was written
@@ -241,5 +243,7 @@ void src_recover(struct mig_source *s)
 	if (s->is_paused) {
 		s->cfg.hooks.resume(s->cfg.hooks.opaque);
 		s->is_paused = false;
+		/* The guest stood still from the pause until now. */
+		s->rep->downtime_ms = eng_ms_since(s->t_pause);
 	}
 }

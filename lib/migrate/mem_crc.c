@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -101,9 +102,12 @@ int mem_next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *
 
 bool mem_fd_usable(int fd, uint64_t size)
 {
+	struct stat st;
 	uint64_t d, e;
 
-	if (fd < 0)
+	/* A regular file (a memfd is one) at least as large as guest memory:
+	 * not a zero-initialised config's fd 0, a pipe or a device. */
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < size)
 		return false;
 	if (mem_next_data(fd, 0, size, &d, &e) < 0) {
 		log_info("migration: guest memory fd %d does not tell holes (SEEK_DATA): every "

@@ -92,7 +92,9 @@ static void add_u64(json_object *o, const char *key, uint64_t v)
 /* Milliseconds with 0.1 ms resolution: enough, and short to print. */
 static void add_ms(json_object *o, const char *key, double ms)
 {
-	json_object_object_add(o, key, json_object_new_double((double)(int64_t)(ms * 10.0 + 0.5) / 10.0));
+	double tenths = (double)(int64_t)(ms * 10.0 + 0.5);
+
+	json_object_object_add(o, key, json_object_new_double(tenths / 10.0));
 }
 
 static json_object *rounds_json(const struct mig_report *r)
@@ -150,8 +152,8 @@ json_object *mig_report_to_json(const struct mig_report *r)
 	json_object_object_add(o, "outcome", json_object_new_string(mig_outcome_str(r->outcome)));
 	json_object_object_add(o, "error",
 			       r->error_msg[0] ? json_object_new_string(r->error_msg) : NULL);
-	json_object_object_add(o, "role",
-			       json_object_new_string(r->is_destination ? "destination" : "source"));
+	json_object_object_add(o, "role", json_object_new_string(r->is_destination ? "destination"
+										     : "source"));
 	json_object_object_add(o, "uri", json_object_new_string(r->uri));
 	add_ms(o, "total_ms", r->total_ms);
 	add_ms(o, "downtime_ms", r->downtime_ms);

@@ -2,7 +2,8 @@
 """Live migration between real `ferry host` processes, with faults injected.
 
 Each case runs its own device servers and hosts (1 dma + 1 vram device,
-MEM of guest memory) and stops them all at the end:
+MEM of guest memory; PINGPONG_MEM for the 20 hops) and stops them all at
+the end:
 
   dest_killed   the destination is SIGKILLed mid-stream (a proxy cuts the
                 stream after CUT bytes): the source resumes intact
@@ -30,7 +31,8 @@ import time
 
 from ferry_cluster import Cluster, CutProxy, Failure, check
 
-MEM = "64M"            # guest memory per host
+MEM = "256M"           # guest memory per host
+PINGPONG_MEM = "64M"   # 20 hops: small, to stay within the suite's time
 VRAM = "4M"            # each vram device's memory
 # FERRY_TEST_KINDS=vram,vram runs the cases with other device kinds
 KINDS = tuple(os.environ.get("FERRY_TEST_KINDS", "dma,vram").split(","))
@@ -87,7 +89,7 @@ def case_refuse_kind(c):
 
 
 def case_refuse_mem(c):
-    refused(c, KINDS, "32M")
+    refused(c, KINDS, "128M")
 
 
 def save(c):
@@ -155,11 +157,12 @@ def case_file_corrupt(c):
 
 
 def case_pingpong(c):
-    cur = c.host("h0", MEM, c.devices(KINDS, VRAM))
+    cur = c.host("h0", PINGPONG_MEM, c.devices(KINDS, VRAM))
     time.sleep(RUN_S)
     downtimes = []
     for hop in range(1, HOPS + 1):
-        nxt = c.host("h%d" % hop, MEM, c.devices(KINDS, VRAM), incoming="tcp:127.0.0.1:0")
+        nxt = c.host("h%d" % hop, PINGPONG_MEM, c.devices(KINDS, VRAM),
+                     incoming="tcp:127.0.0.1:0")
         # the control socket directly: a ferry process per hop costs time
         # under ASan, and the other cases run ferry migrate already
         done = c.migrate_ctl(cur, nxt.uri)

@@ -420,7 +420,7 @@ static void test_progress_format(void **state)
 	assert_null(first_bad);
 	assert_non_null(strstr(line, "precopy"));
 	assert_non_null(strstr(line, "round 3"));
-	assert_non_null(strstr(line, "[##################......]")); /* 3/4 of 24 cells */
+	assert_non_null(strstr(line, "[############....]")); /* 3/4 of 16 cells */
 	assert_non_null(strstr(line, "1.00 GiB/s"));
 	assert_non_null(strstr(line, "~42 ms"));
 	json_object_put(ev);

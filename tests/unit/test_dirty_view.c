@@ -280,9 +280,19 @@ static void test_view_start_fallback(void **state)
 	assert_int_equal(dirty_view_collect(v), 0);
 	assert_int_equal(dirty_view_take(v, take), PAGES);
 	assert_int_equal(dirty_view_stop(v), 0);
+	/* the next start (the next migration) logs again */
+	assert_int_equal(ferry_client_dirty_stop(a.c), 0);
+	assert_int_equal(dirty_view_start(v), 0);
+	assert_int_equal(dirty_view_device_get(v, 0, &i), 0);
+	assert_int_equal(i.provider, DIRTY_PROVIDER_DEVICE_LOGGING);
+	assert_non_null(strstr(i.why, "logs its DMA"));
+	assert_int_equal(ferry_dma_write(a.dev, 5 * K4, "z", 1), 0);
+	assert_int_equal(dirty_view_collect(v), 0);
+	assert_int_equal(dirty_view_take(v, take), 1);
+	assert_int_equal(take[0], 1ull << 5);
+	assert_int_equal(dirty_view_stop(v), 0);
 	dirty_view_destroy(v);
 
-	assert_int_equal(ferry_client_dirty_stop(a.c), 0);
 	assert_int_equal(dirty_view_create(GUEST, K4, &v), 0);
 	assert_int_equal(dirty_view_add_device(v, a.c, 0, GUEST, DIRTY_POLICY_DEVICE_LOGGING),
 			 DIRTY_PROVIDER_DEVICE_LOGGING);

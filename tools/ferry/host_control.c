@@ -146,7 +146,8 @@ static json_object *device_json(struct host *h, struct host_device *d)
 	json_object_object_add(o, "kind", json_object_new_string(host_kind_str(d->kind)));
 	json_object_object_add(o, "socket", json_object_new_string(d->socket));
 	if (d->mig_flags && ferry_client_mig_get_state(d->c, &st) == 0)
-		json_object_object_add(o, "state", json_object_new_string(ferry_mig_state_name(st)));
+		json_object_object_add(o, "state",
+				       json_object_new_string(ferry_mig_state_name(st)));
 	else
 		json_object_object_add(o, "state", json_object_new_string(d->mig_flags ? "unknown"
 										      : "RUNNING"));

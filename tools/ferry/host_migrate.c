@@ -252,7 +252,8 @@ static int parse_request(json_object *req, struct mig_source_config *cfg, char *
 	int64_t n;
 	int r;
 
-	if (!json_object_object_get_ex(req, "to", &v) || !json_object_is_type(v, json_type_string)) {
+	if (!json_object_object_get_ex(req, "to", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
 		snprintf(why, whylen, "migrate needs \"to\": a tcp:, unix: or file: URI");
 		return -EINVAL;
 	}
@@ -375,9 +376,9 @@ static void stream_events(struct host_migration *m, int fd)
 	json_object_object_add(o, "event", json_object_new_string("done"));
 	if (rc < 0) {
 		json_object_object_add(o, "errno", json_object_new_int(-rc));
-		json_object_object_add(o, "error",
-				       json_object_new_string(m->rep.error_msg[0] ? m->rep.error_msg
-										   : strerror(-rc)));
+		const char *err = m->rep.error_msg[0] ? m->rep.error_msg : strerror(-rc);
+
+		json_object_object_add(o, "error", json_object_new_string(err));
 	}
 	json_object_object_add(o, "report", report);
 	host_control_send(fd, o);

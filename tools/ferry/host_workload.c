@@ -181,8 +181,8 @@ static int driver_up(struct host_workload *w, bool attach)
 		struct dma_driver_config cfg = {.dirty_fn = host_mem_dirtied, .dirty_opaque = h};
 
 		if (attach)
-			rc = dma_driver_attach(&w->u.dma, d->c, h->mem, 0, d->area_off, d->area_size,
-					       &cfg);
+			rc = dma_driver_attach(&w->u.dma, d->c, h->mem, 0, d->area_off,
+					       d->area_size, &cfg);
 		else
 			rc = dma_driver_init(&w->u.dma, d->c, h->mem, 0, d->area_off, d->area_size,
 					     &cfg);

@@ -88,9 +88,9 @@ unsigned progress_format(json_object *ev, char *buf, size_t len, const char **fi
 
 	add(buf, len, &pos, "%-10.10s ", phase);
 	if (has_round)
-		add(buf, len, &pos, "round %-3llu ", (unsigned long long)round);
+		add(buf, len, &pos, "round %-2llu ", (unsigned long long)round);
 	else
-		add(buf, len, &pos, "round ?   ");
+		add(buf, len, &pos, "round ?  ");
 	/* the bar: share of the bytes known so far that were sent */
 	unsigned cells = 0;
 	if (has_sent && has_left && sent + left > 0)
@@ -98,7 +98,7 @@ unsigned progress_format(json_object *ev, char *buf, size_t len, const char **fi
 	add(buf, len, &pos, "[");
 	for (unsigned i = 0; i < PROGRESS_BAR_CELLS; i++)
 		add(buf, len, &pos, "%c", i < cells ? '#' : '.');
-	add(buf, len, &pos, "] %s sent, %s left, %s, downtime ~%s ms, %s dirty pages",
+	add(buf, len, &pos, "] %s sent, %s left, %s, downtime ~%s ms, %s dirty",
 	    has_sent ? human_bytes(b[0], sizeof(b[0]), sent) : "?",
 	    has_left ? human_bytes(b[1], sizeof(b[1]), left) : "?",
 	    has_rate ? human_rate(b[2], sizeof(b[2]), (double)rate) : "?",

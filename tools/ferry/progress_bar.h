@@ -22,7 +22,7 @@
 
 #define PROGRESS_TTY_MS 100
 #define PROGRESS_LOG_MS 1000
-#define PROGRESS_BAR_CELLS 24
+#define PROGRESS_BAR_CELLS 16
 
 struct progress_bar {
 	FILE *out;

@@ -179,6 +179,24 @@ static void print_verification(struct ctx *x, json_object *report, FILE *out)
 		fmt_str(x, v, "guest_memory"), fmt_str(x, v, "devices"));
 }
 
+/* Where the downtime went: "pause 0.1 ms, devices to STOP_COPY 2.0 ms, ..." */
+static void print_steps(struct ctx *x, json_object *report, FILE *out)
+{
+	json_object *a;
+	char b[CELL];
+
+	if (check(x, jf_array(report, "downtime_steps", &a), "downtime_steps") < 0)
+		return;
+	fprintf(out, "  downtime steps ");
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *st = json_object_array_get_idx(a, i);
+
+		fprintf(out, "%s %s %s", i ? "," : "", fmt_str(x, st, "step"),
+			fmt_ms(x, st, "ms", b));
+	}
+	fprintf(out, "\n");
+}
+
 /* "converged after 3 rounds" / "round-limit after 30 rounds" / "none". */
 static void print_switchover(struct ctx *x, json_object *report, FILE *out)
 {
@@ -220,6 +238,8 @@ unsigned report_print_text(json_object *report, FILE *out)
 			fmt_ms(&x, report, "predicted_downtime_ms", b[3]));
 	else
 		fprintf(out, " ms)\n");
+	if (has(report, "downtime_steps"))
+		print_steps(&x, report, out);
 	print_switchover(&x, report, out);
 	fprintf(out, "  bandwidth       %s\n", fmt_rate(&x, report, "bandwidth_bytes_per_s", b[4]));
 	fprintf(out, "  bytes sent      %s", fmt_bytes(&x, report, "bytes_total", b[5]));
@@ -256,13 +276,27 @@ unsigned report_print_summary(json_object *report, FILE *out, const char *indent
 		n = json_object_array_length(a);
 	const char *error = fmt_str_null(&x, report, "error", NULL);
 
-	fprintf(out, "%s%s, %s: total %s, downtime %s (budget %s ms), %zu round%s\n", indent,
-		fmt_str(&x, report, "outcome"), fmt_str(&x, report, "uri"),
-		fmt_ms(&x, report, "total_ms", b[0]), fmt_ms(&x, report, "downtime_ms", b[1]),
-		fmt_u64(&x, report, "downtime_budget_ms", b[2]), n, n == 1 ? "" : "s");
-	fprintf(out, "%s%s sent at %s, switchover %s", indent, fmt_bytes(&x, report, "bytes_total", b[3]),
-		fmt_rate(&x, report, "bandwidth_bytes_per_s", b[4]),
-		fmt_str_null(&x, report, "switchover_reason", "not reached"));
+	const char *role = NULL;
+	bool is_dest = jf_str(report, "role", &role) == 0 && !strcmp(role, "destination");
+
+	if (is_dest) {
+		/* the receiving side: no budget nor switchover decision of its own */
+		fprintf(out, "%sincoming %s, %s: total %s, downtime here %s, %zu round%s\n", indent,
+			fmt_str(&x, report, "outcome"), fmt_str(&x, report, "uri"),
+			fmt_ms(&x, report, "total_ms", b[0]), fmt_ms(&x, report, "downtime_ms", b[1]),
+			n, n == 1 ? "" : "s");
+		fprintf(out, "%s%s received at %s", indent, fmt_bytes(&x, report, "bytes_total", b[3]),
+			fmt_rate(&x, report, "bandwidth_bytes_per_s", b[4]));
+	} else {
+		fprintf(out, "%s%s, %s: total %s, downtime %s (budget %s ms), %zu round%s\n", indent,
+			fmt_str(&x, report, "outcome"), fmt_str(&x, report, "uri"),
+			fmt_ms(&x, report, "total_ms", b[0]), fmt_ms(&x, report, "downtime_ms", b[1]),
+			fmt_u64(&x, report, "downtime_budget_ms", b[2]), n, n == 1 ? "" : "s");
+		fprintf(out, "%s%s sent at %s, switchover %s", indent,
+			fmt_bytes(&x, report, "bytes_total", b[3]),
+			fmt_rate(&x, report, "bandwidth_bytes_per_s", b[4]),
+			fmt_str_null(&x, report, "switchover_reason", "not reached"));
+	}
 	if (error)
 		fprintf(out, ", error: %s", error);
 	fprintf(out, "\n");
