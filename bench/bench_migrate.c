@@ -13,11 +13,12 @@
  *    Aim: >= 0.80 of raw.
  *
  * 2. Downtime: the demo's setup (tools/demo.sh: 256 MiB, 2 dma + 2 vram
- *    64 MiB devices, workloads running) migrated after DEMO_RUN_S seconds;
- *    the measured downtime next to its floor: the bytes that must move
- *    while the guest is paused (the last round's dirty pages plus every
- *    device's stop-copy bytes, from the report) divided by the migration's
- *    measured bandwidth (the report's bandwidth_bytes_per_s). Aim: <= 1.5x.
+ *    64 MiB devices, workloads running) migrated after 3 s of load; the
+ *    measured downtime next to its floor: the stream bytes sent while the
+ *    guest was paused (from the report: bytes_total minus every pre-copy
+ *    round's bytes) divided by a bandwidth. Two rows: at the raw TCP rate
+ *    of part 1 (the physical floor) and at the migration's own average
+ *    rate (the report's bandwidth_bytes_per_s). Aim: <= 1.5x.
  *
  * --quick: 256 MiB instead of 1 GiB, 1 s of workload instead of 3.
  */
@@ -290,29 +291,32 @@ static int bench_idle(const char *mem, uint64_t bytes, struct bench_row *row)
 
 /* ---- 2. the demo's downtime ---- */
 
-/* Bytes that move while the guest is paused: the pages still dirty after
- * the last round, and every device's stop-copy data. */
+/* Stream bytes sent while the guest was paused: everything after the last
+ * pre-copy round (the last dirty pages, every device's stop-copy data, the
+ * checksums and END). Each round's bytes are in the report; what the rounds
+ * do not account for is the switchover part (plus the few header bytes). */
 static double switchover_bytes(json_object *r)
 {
-	json_object *rounds, *devs;
-	uint64_t dirty = 0, v, total = 0;
+	json_object *rounds;
+	uint64_t total = 0, in_rounds = 0, v;
 
-	if (jf_array(r, "rounds", &rounds) == 0 && json_object_array_length(rounds) > 0) {
-		json_object *last = json_object_array_get_idx(
-			rounds, json_object_array_length(rounds) - 1);
-
-		if (jf_u64(last, "dirty_pages", &dirty) < 0)
-			fprintf(stderr, "bench: the last round has no dirty_pages\n");
+	if (jf_u64(r, "bytes_total", &total) < 0 || jf_array(r, "rounds", &rounds) < 0) {
+		fprintf(stderr, "bench: the report lacks bytes_total or rounds\n");
+		return 0;
 	}
-	total = dirty * PAGE_SIZE;
-	if (jf_array(r, "devices", &devs) == 0)
-		for (size_t i = 0; i < json_object_array_length(devs); i++)
-			if (jf_u64(json_object_array_get_idx(devs, i), "stopcopy_bytes", &v) == 0)
-				total += v;
-	return (double)total;
+	for (size_t i = 0; i < json_object_array_length(rounds); i++)
+		if (jf_u64(json_object_array_get_idx(rounds, i), "bytes", &v) == 0)
+			in_rounds += v;
+	return in_rounds < total ? (double)(total - in_rounds) : 0;
 }
 
-static int bench_demo(int run_s, struct bench_row *row, double *floor_ms)
+struct demo_result {
+	double downtime_ms;
+	double switchover_bytes;
+	double bandwidth; /* the report's: stream bytes / total time */
+};
+
+static int bench_demo(int run_s, struct demo_result *res)
 {
 	static const char *const kinds[] = {"dma", "dma", "vram", "vram"};
 	char src_dev[4][300], dst_dev[4][300], name[32];
@@ -339,10 +343,9 @@ static int bench_demo(int run_s, struct bench_row *row, double *floor_ms)
 	sleep((unsigned)run_s);
 	r = migrate(&a, b.uri);
 	if (r) {
-		double bw = num(r, "bandwidth_bytes_per_s");
-
-		row->value = num(r, "downtime_ms");
-		*floor_ms = bw > 0 ? switchover_bytes(r) / bw * 1000.0 : 0;
+		res->bandwidth = num(r, "bandwidth_bytes_per_s");
+		res->downtime_ms = num(r, "downtime_ms");
+		res->switchover_bytes = switchover_bytes(r);
 		rc = 0;
 		json_object_put(r);
 	}
@@ -381,17 +384,26 @@ int main(int argc, char **argv)
 		failed = 1;
 	}
 
-	double floor_ms = 0;
-	struct bench_row demo = {
-		.name = "migrate_demo_downtime",
-		.unit = "ms",
-		.limit_name = "switchover_floor",
-		.aim = "<= 1.5x",
-	};
-	if (bench_demo(o.quick ? 1 : 3, &demo, &floor_ms) == 0) {
-		demo.limit = floor_ms;
-		demo.ratio = floor_ms > 0 ? demo.value / floor_ms : 0;
-		bench_report(&o, &demo, 1);
+	/* Two floors for the same downtime: at the link's speed (raw TCP
+	 * above: what no migration can beat) and at the speed this migration
+	 * itself averaged (the report's figure: the floor for this engine). */
+	struct demo_result d;
+
+	if (bench_demo(o.quick ? 1 : 3, &d) == 0) {
+		double at_raw = d.switchover_bytes / (raw * (1u << 30)) * 1000.0;
+		double at_mig = d.bandwidth > 0 ? d.switchover_bytes / d.bandwidth * 1000.0 : 0;
+		struct bench_row rows[2] = {
+			{.name = "migrate_demo_downtime", .unit = "ms", .value = d.downtime_ms,
+			 .limit_name = "switchover@raw_tcp", .limit = at_raw,
+			 .ratio = at_raw > 0 ? d.downtime_ms / at_raw : 0, .aim = "<= 1.5x"},
+			{.name = "migrate_demo_downtime", .unit = "ms", .value = d.downtime_ms,
+			 .limit_name = "switchover@report_bw", .limit = at_mig,
+			 .ratio = at_mig > 0 ? d.downtime_ms / at_mig : 0, .aim = "<= 1.5x"},
+		};
+		bench_report(&o, rows, 2);
+		if (!o.json)
+			printf("%-28s %10.1f MiB moved while paused\n", "  (switchover)",
+			       d.switchover_bytes / (1 << 20));
 	} else {
 		fprintf(stderr, "bench_migrate: the demo-sized migration failed\n");
 		failed = 1;

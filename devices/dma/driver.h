@@ -70,12 +70,13 @@ enum dma_drv_kind {
 	DMA_KIND_BAD_OPCODE,  /* unknown opcode: DMA_ERR_OPCODE */
 	DMA_KIND_BAD_RANGE,   /* dst + len wraps: DMA_ERR_RANGE */
 	DMA_KIND_BAD_OVERLAP, /* COPY onto itself shifted by one: DMA_ERR_OVERLAP */
+	DMA_KIND_BAD_PEER,    /* PEER_NOTIFY beyond the doorbell page: DMA_ERR_RANGE */
 	DMA_KIND_PEER,        /* PEER_NOTIFY: must succeed and write no buffer */
 	DMA_KIND_NUM,
 };
 
 /* The bad kinds are 1 .. DMA_KIND_NUM_BAD. */
-#define DMA_KIND_NUM_BAD ((unsigned)DMA_KIND_BAD_OVERLAP)
+#define DMA_KIND_NUM_BAD ((unsigned)DMA_KIND_BAD_PEER)
 
 /* Peer ops: what op @seq writes, and the most doorbell slots. */
 #define DMA_DRV_PEER_VALUE(seq) (UINT64_C(0x5045455200000000) | ((uint64_t)(seq) + 1))

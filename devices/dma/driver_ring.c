@@ -72,6 +72,12 @@ static void make_desc(struct dma_driver *d, uint64_t seq, uint8_t kind, unsigned
 		out->dst = dst + 1;
 		out->len = op->len > 2 ? op->len - 1 : 2; /* len 1 would not overlap */
 		break;
+	case DMA_KIND_BAD_PEER:
+		out->opcode = DMA_OP_PEER_NOTIFY;
+		out->len = DMA_PEER_WRITE;
+		out->src = DMA_DRV_PEER_VALUE(seq);
+		out->dst = DMA_PEER_PAGE;
+		break;
 	case DMA_KIND_PEER:
 		out->opcode = DMA_OP_PEER_NOTIFY;
 		out->len = DMA_PEER_WRITE;
@@ -91,6 +97,7 @@ static uint32_t expected_err(uint8_t kind)
 		[DMA_KIND_BAD_OPCODE] = DMA_ERR_OPCODE,
 		[DMA_KIND_BAD_RANGE] = DMA_ERR_RANGE,
 		[DMA_KIND_BAD_OVERLAP] = DMA_ERR_OVERLAP,
+		[DMA_KIND_BAD_PEER] = DMA_ERR_RANGE,
 		[DMA_KIND_PEER] = DMA_ERR_NONE,
 	};
 	return kind < DMA_KIND_NUM ? errs[kind] : UINT32_MAX;

@@ -156,6 +156,13 @@ static bool commit_locked(struct dma_engine *e, int res)
 		 * makes no progress meanwhile, so signal what completed. */
 		st->head--;
 		e->stalled = true;
+		if ((uint32_t)(st->tail - st->head) > st->ring_size) {
+			/* The guest rang for the slot given back, which is not
+			 * DONE (no driver does): that doorbell went beyond the
+			 * ring. Keep tail - head <= RING_SIZE (dma_state_check). */
+			st->tail = st->head + st->ring_size;
+			st->status |= DMA_STS_ERR_DOORBELL;
+		}
 		if (!st->since_irq)
 			return false;
 		st->since_irq = 0;

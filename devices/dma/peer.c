@@ -62,10 +62,12 @@ int engine_peer_notify(struct dma_engine *e, const struct dma_desc *d)
 	pthread_mutex_lock(&e->lock);
 	err = target_locked(e, d, &addr);
 	if (err) {
+		uint64_t page = st->peer_doorbell;
+
 		pthread_mutex_unlock(&e->lock);
 		ferry_log(FERRY_LOG_DEBUG, "%s: PEER_NOTIFY cookie %#" PRIx32 " refused: len %" PRIu32
 			  " offset %#" PRIx64 ", PEER_DOORBELL %#" PRIx64 ": error %d", e->name,
-			  d->cookie, d->len, d->dst, st->peer_doorbell, err);
+			  d->cookie, d->len, d->dst, page, err);
 		return err;
 	}
 	if (e->p2p_quiesced) {

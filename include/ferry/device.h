@@ -12,8 +12,10 @@
  * Threads: one thread serves the client's messages (ferry_device_run, or a
  * library thread via ferry_device_start, or the caller's event loop via
  * ferry_device_poll_fd + ferry_device_dispatch). Every ferry_device_ops
- * callback runs on that thread, one at a time. The DMA and IRQ helpers at the
- * bottom may be called from any thread, e.g. a model's worker threads.
+ * callback runs on that thread, one at a time (except a reset asked for with
+ * ferry_device_reset(), which may run on the asking thread, still one at a
+ * time). The DMA and IRQ helpers at the bottom may be called from any
+ * thread, e.g. a model's worker threads.
  *
  * Errors are negative errno values; every failure logs one line naming the
  * device.
@@ -79,9 +81,11 @@ struct ferry_region {
 };
 
 /*
- * Device callbacks. All run on the message thread, one at a time, with no
- * library lock held: they may call every function of this header. Members
- * marked optional may be NULL. Buffers passed in are borrowed for the call.
+ * Device callbacks. All run one at a time under the device's state lock,
+ * on the message thread (reset also on a thread calling
+ * ferry_device_reset(), device_migration.h), with no other library lock
+ * held: they may call every function of this header. Members marked
+ * optional may be NULL. Buffers passed in are borrowed for the call.
  */
 struct ferry_device_ops {
 	/* sizeof(struct ferry_device_ops) as the model was compiled: lets the

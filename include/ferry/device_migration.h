@@ -30,8 +30,9 @@
  * refuses DMA helpers with -EBUSY (ferry_dma_ptr_get: NULL, -EBUSY) and
  * keeps interrupts pending (ferry_irq_trigger: -EAGAIN; delivered when the
  * device runs again) in those states, from the end of an arc into one of
- * them to the start of an arc back into a running state. While stopped, the client reaches config
- * space only: the model's region_access is not called.
+ * them to the start of an arc back into a running state. While stopped, a
+ * client's region accesses reach config space only (lib/device/dispatch.c
+ * has the table): the model's region_access is not called.
  *
  * Reset. DEVICE_RESET, a function-level reset through config space and
  * ferry_device_reset() return the migration state to RUNNING from every

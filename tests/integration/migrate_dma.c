@@ -294,6 +294,40 @@ static void expect_all_done(struct fixture *f, uint64_t bad, uint64_t peer)
 	assert_int_equal(dma_driver_check(&f->drv), 0);
 }
 
+/* Descriptors the device has not run yet (status still 0), of those queued. */
+static unsigned not_run(struct fixture *f)
+{
+	struct dma_driver_stats s = stats(f);
+	unsigned n = 0;
+
+	for (uint64_t seq = s.reaped; seq < s.submitted; seq++) {
+		const struct dma_desc *d = &f->drv.ring[seq & (f->drv.sh->ring_entries - 1)];
+
+		if (!(__atomic_load_n(&d->status, __ATOMIC_ACQUIRE) & htole32(DMA_ST_DONE)))
+			n++;
+	}
+	return n;
+}
+
+/* A stopped device does no DMA and raises no interrupt: for 30 ms no status
+ * word in the ring changes and the interrupt eventfd stays silent. */
+static void expect_quiet(struct fixture *f)
+{
+	size_t ring_bytes = (size_t)f->drv.sh->ring_entries * DMA_DESC_SIZE;
+	uint8_t *before = malloc(ring_bytes);
+	uint64_t cnt;
+
+	assert_non_null(before);
+	while (read(f->drv.irq_fd, &cnt, sizeof(cnt)) == sizeof(cnt))
+		; /* raised before the stop */
+	memcpy(before, f->drv.ring, ring_bytes);
+	sleep_ms(30);
+	assert_memory_equal(before, f->drv.ring, ring_bytes);
+	assert_int_equal(read(f->drv.irq_fd, &cnt, sizeof(cnt)), -1);
+	assert_int_equal(errno, EAGAIN);
+	free(before);
+}
+
 /* ---- migration ---- */
 
 /* MIG_DATA_READs until one returns 0 bytes, appending to @s; between two
@@ -346,6 +380,8 @@ static struct stream save_source(struct fixture *f, enum ferry_mig_state precopy
 		assert_true(dma_driver_submit(&f->drv, 1000) >= 0); /* a full ring at the stop */
 
 	set_state(&f->a, FERRY_MIG_STOP_COPY);
+	if (busy)
+		expect_quiet(f);
 	assert_int_equal(ferry_client_mig_data_size(f->a.c, &stop_copy), 0);
 	n = read_until_empty(&f->a, &s, NULL);
 	assert_int_equal(n, stop_copy); /* exact */
@@ -381,13 +417,17 @@ static void test_migrate_under_load(void **state)
 	struct dma_driver stray;
 	struct stream s;
 	uint64_t pending;
+	unsigned unrun;
 
 	init_driver(f);
 	assert_int_equal(dma_driver_run(&f->drv, 2000, OP_TIMEOUT_MS), 0);
+	/* One op of each failing kind: error counters and STATUS migrate. */
+	assert_int_equal(dma_driver_submit_bad(&f->drv, DMA_KIND_NUM_BAD), DMA_KIND_NUM_BAD);
 	assert_true(dma_driver_submit(&f->drv, 100) > 0);
 
 	s = save_source(f, FERRY_MIG_PRE_COPY);
 	pending = stats(f).in_flight;
+	unrun = not_run(f);
 	assert_true(pending > 0);
 
 	/* A fresh device does not hold the driver's ring: attach refuses. */
@@ -400,12 +440,46 @@ static void test_migrate_under_load(void **state)
 	move_driver_to_b(f);
 	assert_int_equal(dma_driver_drain(&f->drv, OP_TIMEOUT_MS), 0);
 	assert_int_equal(dma_driver_run(&f->drv, 2000, OP_TIMEOUT_MS), 0);
-	expect_all_done(f, 0, 0);
+	expect_all_done(f, DMA_KIND_NUM_BAD, 0);
 	assert_int_equal(reg64(&f->b, DMA_REG_COMPLETED), stats(f).submitted);
-	assert_int_equal(reg(&f->b, DMA_REG_STATUS), DMA_STS_RUNNING);
+	assert_int_equal(reg64(&f->b, DMA_REG_ERRORS), DMA_KIND_NUM_BAD);
+	assert_int_equal(reg(&f->b, DMA_REG_STATUS), DMA_STS_RUNNING | DMA_STS_ERR_DESC);
 	assert_true(stats(f).irqs > 0);
-	print_message("%llu ops, %llu in flight at the switchover\n",
-		      (unsigned long long)stats(f).submitted, (unsigned long long)pending);
+	print_message("%llu ops; at the switchover %llu queued, %u of them not run by A\n",
+		      (unsigned long long)stats(f).submitted, (unsigned long long)pending, unrun);
+}
+
+/* The same with guest memory mapped without an fd: every device access is
+ * a DMA_READ / DMA_WRITE message, so the stop waits for a descriptor whose
+ * transfers are messages to this process, which serves them meanwhile. */
+static void test_migrate_message_mode(void **state)
+{
+	const struct dma_driver_config cfg = { .ring_entries = 64, .buf_size = 16384 };
+	struct fixture *f = *state;
+	struct stream s;
+
+	for (int i = 0; i < 2; i++) {
+		struct dev *d = i ? &f->b : &f->a;
+
+		assert_int_equal(ferry_client_dma_unmap(d->c, GUEST_IOVA, GUEST_SIZE), 0);
+		assert_int_equal(ferry_client_dma_map(d->c, GUEST_IOVA, GUEST_SIZE,
+						      VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+						      -1, 0, f->mem), 0);
+	}
+	assert_int_equal(dma_driver_init(&f->drv, f->a.c, f->mem, GUEST_IOVA, AREA_OFF, AREA_SIZE,
+					 &cfg), 0);
+	f->is_drv_up = true;
+	assert_int_equal(dma_driver_run(&f->drv, 300, OP_TIMEOUT_MS), 0);
+	assert_true(dma_driver_submit(&f->drv, 64) > 0);
+
+	s = save_source(f, FERRY_MIG_PRE_COPY);
+	restore_dest(f, &s);
+	set_state(&f->b, FERRY_MIG_RUNNING);
+	free(s.buf);
+	move_driver_to_b(f);
+	assert_int_equal(dma_driver_drain(&f->drv, OP_TIMEOUT_MS), 0);
+	assert_int_equal(dma_driver_run(&f->drv, 300, OP_TIMEOUT_MS), 0);
+	expect_all_done(f, 0, 0);
 }
 
 static uint64_t mailbox(struct fixture *f, unsigned slot)
@@ -669,6 +743,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrate_under_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_message_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_p2p_hold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ferry_check, setup, teardown),

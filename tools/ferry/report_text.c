@@ -187,12 +187,17 @@ static void print_steps(struct ctx *x, json_object *report, FILE *out)
 
 	if (check(x, jf_array(report, "downtime_steps", &a), "downtime_steps") < 0)
 		return;
-	fprintf(out, "  downtime steps ");
+	int col = fprintf(out, "  downtime steps ");
+
 	for (size_t i = 0; i < json_object_array_length(a); i++) {
 		json_object *st = json_object_array_get_idx(a, i);
+		const char *name = fmt_str(x, st, "step"), *ms = fmt_ms(x, st, "ms", b);
 
-		fprintf(out, "%s %s %s", i ? "," : "", fmt_str(x, st, "step"),
-			fmt_ms(x, st, "ms", b));
+		if (i && col + (int)(strlen(name) + strlen(ms)) + 3 > REPORT_WIDTH)
+			col = fprintf(out, ",\n%17s", "") - 1;
+		else if (i)
+			col += fprintf(out, ",");
+		col += fprintf(out, " %s %s", name, ms);
 	}
 	fprintf(out, "\n");
 }

@@ -16,6 +16,8 @@
 
 /* Rounds listed in full; a longer list shows its first and last rows. */
 #define REPORT_ROUNDS_SHOWN 40u
+/* Lines of lists (the downtime steps) wrap before this column. */
+#define REPORT_WIDTH 88
 
 /* Prints the whole report. Returns how many fields were missing or
  * malformed (0 for a well-formed report). */
