@@ -144,7 +144,7 @@ cat "$dir/status.txt"
 
 echo
 echo "== result"
-grep -E '^  (downtime +[0-9]|total time|bandwidth|verification) ' "$dir/report.txt" || true
+grep -E '^  (downtime +[0-9]|total time |bandwidth |verification )' "$dir/report.txt" || true
 mismatches=$(sed -n 's/^  \([0-9][0-9]*\) mismatch.*/\1/p' "$dir/status.txt")
 echo "  workload data at the destination: ${mismatches:-?} mismatches after $run_after_s s of running there"
 [ "$verified" = yes ] || fail "verification at the destination failed"

@@ -80,8 +80,10 @@ static int parse_caps_object(json_object *caps, struct wire_caps *c)
 	if ((r = get_uint(caps, "max_data_xfer_size", MAX_PEER_XFER, &u, &found)) < 0)
 		return r;
 	if (found) {
-		if (u < 4096) {
-			log_err("VERSION: max_data_xfer_size %llu is below 4096", (unsigned long long)u);
+		/* The spec sets no floor (libvfio-user's sample client
+		 * announces 1024); 0 would leave no way to make progress. */
+		if (u == 0) {
+			log_err("VERSION: max_data_xfer_size is 0");
 			return -EINVAL;
 		}
 		c->max_data_xfer_size = (uint32_t)u;

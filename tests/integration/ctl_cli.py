@@ -112,6 +112,10 @@ def run(args, host_script, sigint_after=None):
     argv = [FERRY] + [a.replace("CTL", path) for a in args]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if sigint_after is not None:
+        # only once the request is in: the handler is installed by then
+        deadline = time.monotonic() + TIMEOUT
+        while not host.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(sigint_after)
         p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=TIMEOUT)
@@ -221,7 +225,7 @@ def slow_then_cancel(conn, req, host):
 
 def case_cancel():
     rc, out, err, host = run(["migrate", "--control", "CTL", "--to", "tcp:h:1"],
-                             slow_then_cancel, sigint_after=0.5)
+                             slow_then_cancel, sigint_after=0.2)
     expect(host.cancelled.is_set(), "SIGINT sends cancel", out, err)
     expect(rc == 1 and "cancelled" in out, "cancelled migration: exit 1", out, err)
 

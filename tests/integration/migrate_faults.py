@@ -26,6 +26,7 @@ usage: migrate_faults.py FERRY FERRY_DEV_DMA FERRY_DEV_VRAM CASE...
 """
 import os
 import signal
+import struct
 import sys
 import time
 
@@ -130,14 +131,29 @@ def case_file_restore(c):
     check(rc == 0 and v["mismatches"] == 0, "verify after restore: %r" % v)
 
 
+def payload_byte_near(data, offset):
+    """The offset of a byte in the middle of the payload of the section
+    that holds @offset (docs/stream-format.md: a 16-byte stream header,
+    then sections of a 16-byte header, u32 length at +4, and the payload),
+    so a flip there can only be caught by the section's CRC."""
+    pos = 16
+    while pos + 16 <= len(data):
+        length = struct.unpack_from("<I", data, pos + 4)[0]
+        end = pos + 16 + length
+        if end > offset and length > 0:
+            return pos + 16 + length // 2
+        pos = end
+    raise Failure("no section payload near offset %d of the saved stream" % offset)
+
+
 def case_file_corrupt(c):
     src, path = save(c)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         data = f.read()
+    flip = payload_byte_near(data, size // 2)
     broken = [("truncated", data[:size // 2]),
-              ("flipped", data[:size // 2] + bytes([data[size // 2] ^ 0x40])
-               + data[size // 2 + 1:])]
+              ("flipped", data[:flip] + bytes([data[flip] ^ 0x40]) + data[flip + 1:])]
     for what, content in broken:
         bad = os.path.join(c.dir, what + ".ferry")
         with open(bad, "wb") as f:

@@ -232,6 +232,10 @@ static void test_caps_parse(void **state)
 	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{\"max_msg_fds\":\"16\"}}"), &c), -EINVAL);
 	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{\"max_msg_fds\":-1}}"), &c), -EINVAL);
 	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{\"pgsizes\":512}}"), &c), -EINVAL);
+	/* libvfio-user's sample client announces 1024: no floor but 0 */
+	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{\"max_data_xfer_size\":1024}}"), &c), 0);
+	assert_int_equal(c.max_data_xfer_size, 1024);
+	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{\"max_data_xfer_size\":0}}"), &c), -EINVAL);
 	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{\"write_multiple\":1}}"), &c), -EINVAL);
 	assert_int_equal(wire_caps_parse(J("{\"capabilities\":{"), &c), -EINVAL);
 	assert_int_equal(wire_caps_parse("{}", 2, &c), -EINVAL); /* no NUL */
