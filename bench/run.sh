@@ -9,7 +9,7 @@ echo "benchmark                    figure              | physical limit (same ru
 # still says something failed.
 failed=0
 for b in "$build"/bench/bench_*; do
-	[ -x "$b" ] || continue
+	[ -f "$b" ] && [ -x "$b" ] || continue # skip meson's bench_*.p folders
 	"$b" "$@" || { rc=$?; echo "$(basename "$b"): FAILED (exit $rc)" >&2; failed=1; }
 done
 exit $failed
