@@ -9,10 +9,13 @@ NINJA      ?= ninja
 all: $(BUILD)/build.ninja
 	$(NINJA) -C $(BUILD)
 
+# First configure: install whatever Debian packages are missing.
 $(BUILD)/build.ninja:
+	@sh tools/install-deps.sh
 	$(MESON) setup $(BUILD) --buildtype=debugoptimized
 
 $(ASAN_BUILD)/build.ninja:
+	@sh tools/install-deps.sh
 	$(MESON) setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
 # Every test twice: an optimised build, then the whole suite under ASan+UBSan.
