@@ -10,6 +10,7 @@
  */
 #include "client/dirty_priv.h"
 #include "util/checked.h"
+#include "util/bitmap.h"
 #include "util/log.h"
 
 #include <ferry/client_dirty.h>
@@ -169,22 +170,6 @@ static int report_msg_chunk(struct ferry_client *c, uint64_t iova, uint64_t len,
 	return 0;
 }
 
-/* Sets bits [first, first + n) of @bm. */
-static void set_bits(uint64_t *bm, uint64_t first, uint64_t n)
-{
-	uint64_t last = first + n - 1, w = first / 64, wl = last / 64;
-	uint64_t lo = ~0ull << (first % 64), hi = ~0ull >> (63 - last % 64);
-
-	if (w == wl) {
-		bm[w] |= lo & hi;
-		return;
-	}
-	bm[w] |= lo;
-	for (w++; w < wl; w++)
-		bm[w] = ~0ull;
-	bm[wl] |= hi;
-}
-
 int ferry_client_dirty_report_at(struct ferry_client *c, uint64_t iova, uint64_t length,
 				 uint64_t page_size, uint64_t *bitmap, uint64_t first_bit)
 {
@@ -224,7 +209,7 @@ int ferry_client_dirty_report_at(struct ferry_client *c, uint64_t iova, uint64_t
 				"0x%" PRIx64 "%s: %s; every page of [0x%" PRIx64 ", +0x%" PRIx64
 				") counted dirty", c->name, iova + off, len, page_size,
 				is_shm ? " (dirty_shm)" : "", strerror(-r), iova, length);
-			set_bits(bitmap, first_bit, total);
+			bitmap_set_range(bitmap, first_bit, total);
 			return r;
 		}
 		done += n;

@@ -18,6 +18,7 @@
 #include <ferry/client_dirty.h>
 
 #include "util/checked.h"
+#include "util/bitmap.h"
 #include "util/log.h"
 
 struct view_dev {
@@ -163,22 +164,6 @@ static void set_atomic(_Atomic uint64_t *bm, uint64_t p0, uint64_t p1)
 	atomic_fetch_or_explicit(&bm[wl], hi, memory_order_release);
 }
 
-/* Pages p0..p1 (inclusive) in a plain bitmap. */
-static void set_plain(uint64_t *bm, uint64_t p0, uint64_t p1)
-{
-	uint64_t w = p0 / 64, wl = p1 / 64;
-	uint64_t lo = ~0ull << (p0 % 64), hi = ~0ull >> (63 - p1 % 64);
-
-	if (w == wl) {
-		bm[w] |= lo & hi;
-		return;
-	}
-	bm[w] |= lo;
-	for (w++; w < wl; w++)
-		bm[w] = ~0ull;
-	bm[wl] |= hi;
-}
-
 void dirty_view_mark(struct dirty_view *v, uint64_t gpa, uint64_t len)
 {
 	uint64_t end;
@@ -206,8 +191,10 @@ static void on_client_write(void *opaque, uint64_t iova, uint64_t len)
 /* The device's whole window, dirty. Lock held. */
 static void window_dirty(struct dirty_view *v, const struct view_dev *d)
 {
-	set_plain(v->collected, d->info.iova_base >> v->shift,
-		  (d->info.iova_base + d->info.size - 1) >> v->shift);
+	uint64_t p0 = d->info.iova_base >> v->shift;
+	uint64_t p1 = (d->info.iova_base + d->info.size - 1) >> v->shift;
+
+	bitmap_set_range(v->collected, p0, p1 - p0 + 1);
 }
 
 /* ---- devices ---- */
