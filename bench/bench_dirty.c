@@ -45,41 +45,6 @@
 #define PAGES (GUEST_SIZE / PAGE)
 #define BITMAP_BYTES (PAGES / 8) /* 2 MiB */
 #define DIRTY_PAGES 16384        /* one page in 1024, scattered */
-#define REQ_SIZE 32              /* REGION_READ request: header + region_access */
-#define REPLY_SIZE 36            /* its reply with 4 bytes */
-
-/* ---- the raw round trip (as bench_rtt) ---- */
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static void raw_echo_child(int fd)
-{
-	char req[REQ_SIZE], reply[REPLY_SIZE] = {0};
-	while (read_full(fd, req, sizeof(req)) == 0)
-		if (write(fd, reply, sizeof(reply)) != sizeof(reply))
-			break;
-	_exit(0);
-}
-
-static double raw_rtt(int fd, long iters)
-{
-	char req[REQ_SIZE] = {0}, reply[REPLY_SIZE];
-	double t0 = bench_now();
-	for (long i = 0; i < iters; i++)
-		if (write(fd, req, sizeof(req)) != sizeof(req) || read_full(fd, reply, sizeof(reply)))
-			bench_die("raw ping-pong failed");
-	return (bench_now() - t0) / (double)iters;
-}
 
 /* ---- the device: one trapped BAR; guest memory comes by DMA_MAP ---- */
 
@@ -155,7 +120,8 @@ static double best(const double *v, int n)
 	return m;
 }
 
-static void report_session(const char *path, struct ferry_device *dev, int echo_fd, int memfd,
+static void report_session(const char *path, struct ferry_device *dev,
+			   struct bench_pingpong *echo, int memfd,
 			   bool extensions, int rounds, struct report_figures *out)
 {
 	struct ferry_client_options o = {.name = "bench", .no_extensions = !extensions};
@@ -188,7 +154,7 @@ static void report_session(const char *path, struct ferry_device *dev, int echo_
 		memcpy(dst, src, BITMAP_BYTES);
 		__asm__ volatile("" ::"r"(dst) : "memory");
 		double t2 = bench_now();
-		double ping = raw_rtt(echo_fd, 20);
+		double ping = bench_pingpong_run(echo, 20);
 		if (r >= 0) {
 			rep[r] = t1 - t0;
 			cpy[r] = t2 - t1;
@@ -286,15 +252,8 @@ int main(int argc, char **argv)
 	long iters = o.quick ? 200000 : 2000000;
 
 	signal(SIGPIPE, SIG_IGN);
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		bench_die("socketpair");
-	pid_t echo = fork();
-	if (echo == 0) {
-		close(sv[0]);
-		raw_echo_child(sv[1]);
-	}
-	close(sv[1]);
+	struct bench_pingpong echo;
+	bench_pingpong_start(&echo, -1);
 
 	char dir[] = "/tmp/ferry-bench-XXXXXX", path[128];
 	if (!mkdtemp(dir))
@@ -306,8 +265,8 @@ int main(int argc, char **argv)
 	struct ferry_device *dev = device_up(path);
 
 	struct report_figures shm, msg;
-	report_session(path, dev, sv[0], memfd, true, rounds, &shm);
-	report_session(path, dev, sv[0], memfd, false, rounds, &msg);
+	report_session(path, dev, &echo, memfd, true, rounds, &shm);
+	report_session(path, dev, &echo, memfd, false, rounds, &msg);
 	struct bench_row rows[5];
 	double limit = (shm.memcpy + shm.rtt) * 1e6;
 	rows[0] = (struct bench_row){shm.is_shm ? "dirty_report_64G_shm" : "dirty_report_64G(no shm)",
@@ -328,8 +287,7 @@ int main(int argc, char **argv)
 
 	ferry_device_destroy(dev);
 	close(memfd);
-	close(sv[0]);
-	waitpid(echo, NULL, 0);
+	bench_pingpong_stop(&echo);
 	unlink(path);
 	rmdir(dir);
 	return 0;

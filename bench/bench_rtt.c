@@ -9,7 +9,6 @@
  * a noisy neighbour affects both figures alike.
  */
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,53 +24,10 @@
 
 #include "bench_util.h"
 
-#define REQ_SIZE 32   /* header + region_access */
-#define REPLY_SIZE 36 /* header + region_access + 4 bytes */
 
-/* Both pairs run pinned the same way, client on one CPU and server on the
- * other, so neither figure carries the scheduler's migration noise (on a
- * 2-vCPU VM unpinned runs swung the ratio between 0.77 and 1.64). */
-static void pin_to(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0)
-		fprintf(stderr, "bench: cannot pin to CPU %d: %s (figures are noisier)\n", cpu,
-			strerror(errno));
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static void raw_echo_child(int fd)
-{
-	char req[REQ_SIZE], reply[REPLY_SIZE] = {0};
-	while (read_full(fd, req, sizeof(req)) == 0)
-		if (write(fd, reply, sizeof(reply)) != sizeof(reply))
-			break;
-	_exit(0);
-}
-
-static double raw_round(int fd, long iters)
-{
-	char req[REQ_SIZE] = {0}, reply[REPLY_SIZE];
-	double t0 = bench_now();
-	for (long i = 0; i < iters; i++) {
-		if (write(fd, req, sizeof(req)) != sizeof(req) || read_full(fd, reply, sizeof(reply)))
-			bench_die("raw ping-pong failed");
-	}
-	return (bench_now() - t0) / (double)iters;
-}
+/* Both pairs run pinned the same way, client on CPU 0 and server on CPU 1,
+ * so neither figure carries the scheduler's migration noise (on a 2-vCPU VM
+ * unpinned runs swung the ratio between 0.77 and 1.64). */
 
 /* The device under test: one 4 KiB BAR of trapped registers. */
 static int reg_access(void *opaque, unsigned region, uint64_t offset, void *buf, uint32_t count,
@@ -131,16 +87,8 @@ int main(int argc, char **argv)
 	long iters = o.quick ? 5000 : 50000;
 	int rounds = o.quick ? 3 : 7;
 
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		bench_die("socketpair");
-	pid_t echo = fork();
-	if (echo == 0) {
-		pin_to(1);
-		close(sv[0]);
-		raw_echo_child(sv[1]);
-	}
-	close(sv[1]);
+	struct bench_pingpong echo;
+	bench_pingpong_start(&echo, 1);
 
 	char dir[] = "/tmp/ferry-bench-XXXXXX", path[128];
 	if (!mkdtemp(dir))
@@ -151,7 +99,7 @@ int main(int argc, char **argv)
 		bench_die("pipe");
 	pid_t dev = fork();
 	if (dev == 0) {
-		pin_to(1);
+		bench_pin_to(1);
 		close(ready[0]);
 		device_child(path, ready[1]);
 	}
@@ -161,16 +109,16 @@ int main(int argc, char **argv)
 		bench_die("device server did not start");
 	close(ready[0]);
 
-	pin_to(0);
+	bench_pin_to(0);
 	struct ferry_client *c;
 	if (ferry_client_connect(path, NULL, &c) < 0)
 		bench_die("connect");
 
 	double raw[16], fer[16];
-	raw_round(sv[0], iters / 10); /* warm-up */
+	bench_pingpong_run(&echo, iters / 10); /* warm-up */
 	ferry_round(c, iters / 10);
 	for (int r = 0; r < rounds; r++) {
-		raw[r] = raw_round(sv[0], iters);
+		raw[r] = bench_pingpong_run(&echo, iters);
 		fer[r] = ferry_round(c, iters);
 	}
 	double raw_us = bench_median(raw, rounds) * 1e6;
@@ -179,8 +127,7 @@ int main(int argc, char **argv)
 	ferry_client_close(c);
 	kill(dev, SIGTERM);
 	waitpid(dev, NULL, 0);
-	close(sv[0]);
-	waitpid(echo, NULL, 0);
+	bench_pingpong_stop(&echo);
 	unlink(path);
 	rmdir(dir);
 
