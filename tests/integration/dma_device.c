@@ -29,6 +29,7 @@
 
 #include "driver.h"
 #include "regs.h"
+#include "device_proc.h"
 
 #define GUEST_SIZE  (64ull << 20)
 #define GUEST_IOVA  (4ull << 30)  /* guest memory at 4 GiB */
@@ -52,46 +53,14 @@ struct fixture {
 	struct dma_driver drv;
 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static pid_t spawn_device(const char *sock)
 {
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		execl(dev_path, dev_path, "--socket", sock, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", dev_path, strerror(errno));
-		_exit(127);
-	}
-	return pid;
+	return devproc_spawn(dev_path, "--socket", sock, (char *)NULL);
 }
 
-/* The device creates its socket after starting: retry for up to 10 s. */
 static int connect_device(struct fixture *f)
 {
-	struct ferry_client_options opts = { .name = "dma-test", .timeout_ms = 10000 };
-	int rc = -ENOENT, status;
-
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(f->pid, &status, WNOHANG) == f->pid) {
-			fprintf(stderr, "device exited early (status %#x)\n", status);
-			f->pid = -1;
-			return -ECHILD;
-		}
-		/* Wait for the socket file first: fewer failed connects to log. */
-		if (access(f->sock, F_OK) == 0) {
-			rc = ferry_client_connect(f->sock, &opts, &f->c);
-			if (rc == 0)
-				return 0;
-		}
-		sleep_ms(10);
-	}
-	return rc;
+	return devproc_connect(&f->pid, f->sock, "dma-test", 10000, &f->c);
 }
 
 static int map_guest(struct fixture *f)
@@ -127,25 +96,6 @@ static int setup(void **state)
 	return 0;
 }
 
-/* SIGTERM, then the device must exit 0 within 10 s (else SIGKILL, fail). */
-static int stop_device(pid_t pid)
-{
-	int status;
-
-	if (pid <= 0)
-		return -1;
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		sleep_ms(10);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	fprintf(stderr, "device ignored SIGTERM for 10 s\n");
-	return -1;
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -156,7 +106,7 @@ static int teardown(void **state)
 	if (f->c)
 		dma_driver_fini(&f->drv);
 	ferry_client_close(f->c);
-	rc = stop_device(f->pid);
+	rc = devproc_stop(f->pid);
 	if (f->extra_pid > 0) {
 		kill(f->extra_pid, SIGKILL);
 		waitpid(f->extra_pid, NULL, 0);
@@ -344,7 +294,7 @@ static void test_pause_resume(void **state)
 	assert_int_equal(ferry_client_write32(f->c, BAR0, DMA_REG_CONTROL, 0), 0);
 	assert_false(reg(f, DMA_REG_STATUS) & DMA_STS_RUNNING);
 	head = reg(f, DMA_REG_RING_HEAD);
-	sleep_ms(50);
+	devproc_sleep_ms(50);
 	assert_int_equal(reg(f, DMA_REG_RING_HEAD), head);
 	assert_int_equal(ferry_client_write32(f->c, BAR0, DMA_REG_CONTROL, DMA_CTRL_ENABLE), 0);
 	assert_int_equal(dma_driver_drain(&f->drv, OP_TIMEOUT_MS), 0);
@@ -354,7 +304,7 @@ static void test_pause_resume(void **state)
 	assert_int_equal(ferry_client_region_write(f->c, CFG, PCI_COMMAND, &cmd, 2), 0);
 	head = reg(f, DMA_REG_RING_HEAD);
 	assert_true(dma_driver_submit(&f->drv, 50) > 0);
-	sleep_ms(50);
+	devproc_sleep_ms(50);
 	assert_int_equal(reg(f, DMA_REG_RING_HEAD), head);
 	cmd |= PCI_COMMAND_MASTER;
 	assert_int_equal(ferry_client_region_write(f->c, CFG, PCI_COMMAND, &cmd, 2), 0);
@@ -431,7 +381,7 @@ static void test_unmap_under_load(void **state)
 	init_driver(f, NULL);
 	assert_true(dma_driver_submit(&f->drv, 10000) > 0);
 	assert_int_equal(ferry_client_dma_unmap(f->c, GUEST_IOVA, GUEST_SIZE), 0);
-	sleep_ms(20);
+	devproc_sleep_ms(20);
 	/* The engine halted on the ring or drained into faults; either way it
 	 * still answers. */
 	(void)reg(f, DMA_REG_STATUS);
@@ -482,7 +432,7 @@ static void test_low_power(void **state)
 	if (rc == -EOPNOTSUPP)
 		skip();
 	assert_int_equal(rc, 0);
-	sleep_ms(20);
+	devproc_sleep_ms(20);
 	assert_int_equal(ferry_client_low_power_exit(f->c), 0);
 	assert_int_equal(dma_driver_run(&f->drv, 1000, OP_TIMEOUT_MS), 0);
 	expect_clean(f, 2000, 0);
@@ -526,7 +476,7 @@ static void test_fd_handoff(void **state)
 	f->c = NULL;
 
 	for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
-		sleep_ms(10);
+		devproc_sleep_ms(10);
 	if (!WIFEXITED(status)) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);

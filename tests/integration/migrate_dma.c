@@ -39,6 +39,7 @@
 #include "driver.h"
 #include "mig_stream.h"
 #include "regs.h"
+#include "device_proc.h"
 
 #define GUEST_SIZE    (64ull << 20)
 #define GUEST_IOVA    (4ull << 30)  /* guest memory at 4 GiB */
@@ -73,13 +74,6 @@ struct fixture {
 	bool is_drv_up;
 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -92,55 +86,12 @@ static int64_t now_ms(void)
 
 static pid_t spawn_device(const char *sock)
 {
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		execl(dev_path, dev_path, "--socket", sock, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", dev_path, strerror(errno));
-		_exit(127);
-	}
-	return pid;
+	return devproc_spawn(dev_path, "--socket", sock, (char *)NULL);
 }
 
-/* The device creates its socket after starting: retry for up to 10 s. */
 static int connect_device(struct dev *d, const char *name)
 {
-	struct ferry_client_options opts = { .name = name, .timeout_ms = 10000 };
-	int rc = -ENOENT, status;
-
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			fprintf(stderr, "%s exited early (status %#x)\n", name, status);
-			d->pid = -1;
-			return -ECHILD;
-		}
-		if (access(d->sock, F_OK) == 0) {
-			rc = ferry_client_connect(d->sock, &opts, &d->c);
-			if (rc == 0)
-				return 0;
-		}
-		sleep_ms(10);
-	}
-	return rc;
-}
-
-/* SIGTERM, then the device must exit 0 within 10 s (else SIGKILL, fail). */
-static int stop_device(pid_t pid)
-{
-	int status;
-
-	if (pid <= 0)
-		return -1;
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		sleep_ms(10);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	fprintf(stderr, "device ignored SIGTERM for 10 s\n");
-	return -1;
+	return devproc_connect(&d->pid, d->sock, name, 10000, &d->c);
 }
 
 static int map_into(struct fixture *f, struct dev *d)
@@ -189,8 +140,8 @@ static int teardown(void **state)
 		dma_driver_fini(&f->drv);
 	ferry_client_close(f->a.c);
 	ferry_client_close(f->b.c);
-	rc_a = stop_device(f->a.pid);
-	rc_b = stop_device(f->b.pid);
+	rc_a = devproc_stop(f->a.pid);
+	rc_b = devproc_stop(f->b.pid);
 	if (f->mem && f->mem != MAP_FAILED)
 		munmap(f->mem, GUEST_SIZE);
 	if (f->mem_fd >= 0)
@@ -321,7 +272,7 @@ static void expect_quiet(struct fixture *f)
 	while (read(f->drv.irq_fd, &cnt, sizeof(cnt)) == sizeof(cnt))
 		; /* raised before the stop */
 	memcpy(before, f->drv.ring, ring_bytes);
-	sleep_ms(30);
+	devproc_sleep_ms(30);
 	assert_memory_equal(before, f->drv.ring, ring_bytes);
 	assert_int_equal(read(f->drv.irq_fd, &cnt, sizeof(cnt)), -1);
 	assert_int_equal(errno, EAGAIN);
@@ -529,7 +480,7 @@ static uint64_t fill_hold_queue(struct fixture *f, struct dev *d, unsigned slots
 	assert_int_equal(dma_driver_submit_peer(&f->drv, 20, slots), 20);
 	assert_int_equal(dma_driver_submit(&f->drv, 10), 10);
 	wait_reaped(f, first + DMA_PEER_HOLD_MAX, OP_TIMEOUT_MS);
-	sleep_ms(30);
+	devproc_sleep_ms(30);
 	assert_true(dma_driver_poll(&f->drv) >= 0);
 	assert_int_equal(stats(f).reaped, first + DMA_PEER_HOLD_MAX); /* stalled */
 	assert_int_equal(reg(d, DMA_REG_PEER_HELD), DMA_PEER_HOLD_MAX);
@@ -586,7 +537,7 @@ static void test_p2p_hold(void **state)
 	expect_mailbox_unchanged(f, was);
 	restore_dest(f, &s);
 	free(s.buf);
-	sleep_ms(30);
+	devproc_sleep_ms(30);
 	expect_mailbox_unchanged(f, was);
 	assert_int_equal(reg(&f->b, DMA_REG_PEER_HELD), DMA_PEER_HOLD_MAX);
 	assert_int_equal(reg(&f->b, DMA_REG_RING_HEAD), (uint32_t)(first + DMA_PEER_HOLD_MAX));

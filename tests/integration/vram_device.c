@@ -32,6 +32,7 @@
 
 #include "regs.h"
 #include "workload.h"
+#include "device_proc.h"
 
 #define VRAM_SIZE_ARG "16M"
 #define VRAM_BYTES    (16ull << 20)
@@ -56,68 +57,28 @@ struct fixture {
 	int shm_fd; /* the mig_shm buffer shared with both devices, or -1 */
 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static int start_dev(struct dev *d, const char *name)
 {
-	struct ferry_client_options opts = { .name = name, .timeout_ms = 20000 };
-	int rc = -ENOENT, status;
-
 	snprintf(d->dir, sizeof(d->dir), "/tmp/ferry-vram-XXXXXX");
 	if (!mkdtemp(d->dir))
 		return -errno;
 	snprintf(d->sock, sizeof(d->sock), "%s/vram.sock", d->dir);
-	d->pid = fork();
-	if (d->pid == 0) {
-		execl(dev_path, dev_path, "--socket", d->sock, "--size", VRAM_SIZE_ARG, "--name",
-		      name, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", dev_path, strerror(errno));
-		_exit(127);
-	}
+	d->pid = devproc_spawn(dev_path, "--socket", d->sock, "--size", VRAM_SIZE_ARG, "--name",
+			       name, (char *)NULL);
 	if (d->pid < 0)
 		return -errno;
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			fprintf(stderr, "device exited early (status %#x)\n", status);
-			d->pid = -1;
-			return -ECHILD;
-		}
-		if (access(d->sock, F_OK) == 0) {
-			rc = ferry_client_connect(d->sock, &opts, &d->c);
-			if (rc == 0)
-				return 0;
-		}
-		sleep_ms(10);
-	}
-	return rc;
+	return devproc_connect(&d->pid, d->sock, name, 20000, &d->c);
 }
 
 /* SIGTERM, then the device must exit 0 within 10 s (else SIGKILL). */
 static int stop_dev(struct dev *d)
 {
-	int status, rc = 0;
+	int rc = 0;
 
 	ferry_client_close(d->c);
 	d->c = NULL;
 	if (d->pid > 0) {
-		rc = -1;
-		kill(d->pid, SIGTERM);
-		for (int i = 0; i < 1000; i++) {
-			if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-				rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-				break;
-			}
-			sleep_ms(10);
-		}
-		if (rc == -1) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, &status, 0);
-		}
+		rc = devproc_stop(d->pid);
 		d->pid = -1;
 	}
 	unlink(d->sock);
@@ -183,7 +144,7 @@ static uint64_t wait_engine(struct dev *d, uint64_t above)
 	uint64_t w = 0;
 
 	for (int i = 0; i < 5000 && (w = reg64(d, VRAM_REG_ENGINE_WRITES)) <= above; i++)
-		sleep_ms(1);
+		devproc_sleep_ms(1);
 	assert_true(w > above);
 	return w;
 }
@@ -377,7 +338,7 @@ static void migrate(struct fixture *f, bool use_shm)
 	assert_true(sent >= VRAM_BYTES / 4);
 	for (int round = 0; round < 5; round++) {
 		vram_workload_run(&f->wl, 50); /* mmap writes the device cannot see */
-		sleep_ms(10);
+		devproc_sleep_ms(10);
 		forward_budget(f, buf, chunk, VRAM_BYTES / 2);
 	}
 	vram_workload_run(&f->wl, 50);
