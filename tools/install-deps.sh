@@ -6,6 +6,7 @@
 set -eu
 packages="build-essential meson ninja-build pkg-config
           libjson-c-dev libcmocka-dev libzstd-dev zlib1g-dev
+          libisal-dev libxxhash-dev
           linux-libc-dev python3"
 missing=
 for p in $packages; do

@@ -341,7 +341,7 @@ static int receive(struct mig_dest *d)
 		return rc;
 	rc = mem_crc_cache_init(&d->cc, d->cfg.mem.base,
 				mem_fd_usable(d->cfg.mem.fd, d->cfg.mem.size) ? d->cfg.mem.fd : -1,
-				d->cfg.mem.size, CRC_CHUNK);
+				d->cfg.mem.size, CRC_CHUNK, true /* fresh memory: see engine.h */);
 	if (rc < 0)
 		return dest_fail(d, rc, "setting up the memory checksum");
 	d->t_round = eng_now_ns();

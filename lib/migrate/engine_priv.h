@@ -130,7 +130,8 @@ uint32_t mem_crc(const uint8_t *p, int fd, uint64_t len);
 
 /* The checksum of memory that changes only by known loads (the
  * destination): per-chunk CRCs, recomputed only for chunks marked stale,
- * combined at the end. */
+ * combined at the end. @is_zero: the memory is known to be all zero now
+ * (a destination's fresh memory), so nothing needs reading yet. */
 struct mem_crc_cache {
 	const uint8_t *base;
 	int fd;
@@ -143,7 +144,7 @@ struct mem_crc_cache {
 };
 
 int mem_crc_cache_init(struct mem_crc_cache *cc, const uint8_t *base, int fd, uint64_t size,
-		       uint64_t chunk);
+		       uint64_t chunk, bool is_zero);
 void mem_crc_cache_fini(struct mem_crc_cache *cc);
 /* [off, off + len) changed. */
 void mem_crc_cache_stale(struct mem_crc_cache *cc, uint64_t off, uint64_t len);

@@ -16,6 +16,7 @@
 #include "migrate/stream.h"
 #include "migrate/stream_order.h"
 #include "util/checked.h"
+#include "util/crc32.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -242,7 +243,7 @@ static int read_section(struct mig_stream_reader *r, uint32_t *type, uint32_t *l
 	if (rc < 0)
 		return rc;
 	/* Not r->buf: zlib treats a NULL buffer as "give me the initial value". */
-	got = (uint32_t)crc32_z(crc32_z(0, h, MIG_SECTION_CRC_COVERS),
+	got = ferry_crc32(ferry_crc32(0, h, MIG_SECTION_CRC_COVERS),
 				*len ? r->buf : (const uint8_t *)"", *len);
 	if (got != crc)
 		return bad(r, -EBADMSG, "checksum mismatch: header says 0x%08x, the %u bytes give 0x%08x",
@@ -400,7 +401,7 @@ static int parse_device_data(struct mig_stream_reader *r, uint32_t len, struct m
 	struct dev_tally *d = &r->dev[dev];
 	if (d->bytes > UINT64_MAX - n)
 		return bad(r, -EBADMSG, "device %u: stream longer than 2^64 bytes", dev);
-	d->crc = (uint32_t)crc32_z(d->crc, data, n);
+	d->crc = ferry_crc32(d->crc, data, n);
 	d->bytes += n;
 	s->u.device_data.device = dev;
 	s->u.device_data.data = data;

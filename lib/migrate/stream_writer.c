@@ -12,6 +12,7 @@
 #include "migrate/stream.h"
 #include "migrate/stream_order.h"
 #include "util/checked.h"
+#include "util/crc32.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@
 
 struct dev_tally {
 	uint64_t bytes;
-	uint32_t crc; /* crc32_z over the device's stream so far */
+	uint32_t crc; /* CRC-32 of the device's stream so far */
 };
 
 struct mig_stream_writer {
@@ -157,7 +158,7 @@ static void sec_end(struct mig_stream_writer *w, uint16_t type, uint32_t len,
 	mig_put_le16(h + 2, 0);
 	mig_put_le32(h + 4, len);
 	mig_put_le32(h + 8, w->seq);
-	crc = crc32_z(0, h, MIG_SECTION_CRC_COVERS);
+	crc = ferry_crc32(0, h, MIG_SECTION_CRC_COVERS);
 	crc = crc32_combine(crc, payload_crc, (z_off_t)len);
 	mig_put_le32(h + 12, (uint32_t)crc);
 	w->seq++;
@@ -173,7 +174,7 @@ static int small_section(struct mig_stream_writer *w, uint16_t type, const void 
 	if (rc < 0)
 		return rc;
 	put(w, p, len);
-	sec_end(w, type, len, (uint32_t)crc32_z(0, p, len));
+	sec_end(w, type, len, ferry_crc32(0, p, len));
 	return 0;
 }
 
@@ -332,12 +333,12 @@ static int emit_run(struct mig_stream_writer *w, const uint8_t *mem, const uint6
 				sent = put_space(w, ps); /* the copy is already there */
 			}
 		}
-		data_crc = (uint32_t)crc32_z(data_crc, sent, used); /* data in order */
+		data_crc = ferry_crc32(data_crc, sent, used); /* data in order */
 		data_len += used;
 		w->st.page_bytes += used;
 	}
 
-	uLong crc = crc32_z(crc32_z(0, fixed, sizeof(fixed)), flags, n);
+	uLong crc = ferry_crc32(ferry_crc32(0, fixed, sizeof(fixed)), flags, n);
 	crc = crc32_combine(crc, data_crc, (z_off_t)data_len);
 	sec_end(w, MIG_SEC_GUEST_PAGES, (uint32_t)(MIG_PAGES_FIXED_LEN + n + data_len),
 		(uint32_t)crc);
@@ -400,7 +401,7 @@ int mig_stream_write_device_data(struct mig_stream_writer *w, uint32_t device, c
 		uint32_t chunk = len < MIG_DEVICE_CHUNK_BYTES ? (uint32_t)len : MIG_DEVICE_CHUNK_BYTES;
 		bool is_copy = chunk < COPY_BELOW;
 		uint8_t idx[MIG_DEVICE_DATA_FIXED_LEN];
-		uint32_t chunk_crc = (uint32_t)crc32_z(0, p, chunk);
+		uint32_t chunk_crc = ferry_crc32(0, p, chunk);
 
 		rc = sec_begin(w, sizeof(idx) + (is_copy ? chunk : 0), is_copy ? 0 : 1);
 		if (rc < 0)
@@ -413,7 +414,7 @@ int mig_stream_write_device_data(struct mig_stream_writer *w, uint32_t device, c
 			put_ref(w, p, chunk);
 			has_refs = true;
 		}
-		uLong crc = crc32_combine(crc32_z(0, idx, sizeof(idx)), chunk_crc, (z_off_t)chunk);
+		uLong crc = crc32_combine(ferry_crc32(0, idx, sizeof(idx)), chunk_crc, (z_off_t)chunk);
 		sec_end(w, MIG_SEC_DEVICE_DATA, sizeof(idx) + chunk, (uint32_t)crc);
 
 		struct dev_tally *d = &w->dev[device];

@@ -124,7 +124,11 @@ static void test_mem_crc_cache(void **state)
 	(void)state;
 	mem_make(&m, MEM + 3 * PAGE); /* a short last chunk */
 	fill(m.p, FILLED, 3);
-	assert_int_equal(mem_crc_cache_init(&cc, m.p, m.fd, m.size, 2u << 20), 0);
+	/* Extents that start and end inside chunks, so the extent cursor
+	 * carries holes and data across chunk boundaries. */
+	fill(m.p + (10u << 20) - 3 * PAGE, 5 * PAGE, 4);
+	fill(m.p + 5 * (1u << 20) + PAGE, 3 * (1u << 20), 5);
+	assert_int_equal(mem_crc_cache_init(&cc, m.p, m.fd, m.size, 2u << 20, false), 0);
 	assert_int_equal(mem_crc_cache_value(&cc), crc_by_pread(&m));
 	/* A change is seen once marked stale, and only then. */
 	m.p[5 * PAGE + 7] ^= 0x5a;
@@ -133,6 +137,27 @@ static void test_mem_crc_cache(void **state)
 	mem_crc_cache_stale(&cc, m.size - 1, 1);
 	assert_int_equal(mem_crc_cache_value(&cc), crc_by_pread(&m));
 	assert_int_equal(cc.nstale, 0);
+	mem_crc_cache_fini(&cc);
+	mem_free(&m);
+}
+
+/* Fresh memory is known zero: the cache reads nothing until told of a
+ * change, and agrees with the bytes all along. */
+static void test_mem_crc_cache_zero(void **state)
+{
+	struct mem m;
+	struct mem_crc_cache cc;
+	uint64_t d, e;
+
+	(void)state;
+	mem_make(&m, MEM);
+	assert_int_equal(mem_crc_cache_init(&cc, m.p, m.fd, m.size, 2u << 20, true), 0);
+	assert_int_equal(mem_crc_cache_value(&cc), crc_by_pread(&m));
+	assert_int_equal(mem_next_data(m.fd, 0, MEM, &d, &e), 0);
+	assert_int_equal(d, MEM); /* still all holes: nothing was read */
+	fill(m.p + 3 * PAGE, 2 * PAGE, 6);
+	mem_crc_cache_stale(&cc, 3 * PAGE, 2 * PAGE);
+	assert_int_equal(mem_crc_cache_value(&cc), crc_by_pread(&m));
 	mem_crc_cache_fini(&cc);
 	mem_free(&m);
 }
@@ -540,6 +565,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mem_crc_holes),
 		cmocka_unit_test(test_mem_crc_cache),
+		cmocka_unit_test(test_mem_crc_cache_zero),
 		cmocka_unit_test(test_report_json),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_migrate_unix),
