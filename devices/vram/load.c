@@ -16,6 +16,7 @@
 #include "hash.h"
 #include "stream.h"
 #include "vram.h"
+#include "util/crc32.h"
 
 enum load_state {
 	L_IDLE,    /* no session */
@@ -131,7 +132,7 @@ static int on_header(struct vram *v)
 			 (unsigned long long)h.vram_size, (unsigned long long)v->size);
 		return fail(v);
 	}
-	l->crc = vram_crc32(l->crc, l->acc, VRAM_HDR_LEN);
+	l->crc = ferry_crc32(l->crc, l->acc, VRAM_HDR_LEN);
 	l->acc_len = 0;
 	l->st = L_REC;
 	return 0;
@@ -182,7 +183,7 @@ static int on_record(struct vram *v)
 			 (unsigned long long)(l->offset - VRAM_REC_LEN), r.type);
 		return fail(v);
 	}
-	l->crc = vram_crc32(l->crc, l->acc, VRAM_REC_LEN);
+	l->crc = ferry_crc32(l->crc, l->acc, VRAM_REC_LEN);
 	l->acc_len = 0;
 	if (r.type == VRAM_REC_PAGE) {
 		l->page = r.arg;
@@ -256,7 +257,7 @@ int vram_load_write(struct vram *v, const void *buf, size_t len)
 			if (n > len)
 				n = len;
 			memcpy(dst + l->page_off, p, n);
-			l->crc = vram_crc32(l->crc, p, n);
+			l->crc = ferry_crc32(l->crc, p, n);
 			l->page_off += n;
 			l->offset += n;
 			p += n;
@@ -298,11 +299,9 @@ int vram_load_finish(struct vram *v)
 			 (unsigned long long)v->npages);
 		return -EINVAL;
 	}
-	struct vram_reg_block regs = l->trailer.regs;
-
-	regs.generation++;
-	vram_regs_restore(v, &regs);
-	vram_info(v, "migration: restored %llu pages, generation %llu",
-		  (unsigned long long)v->npages, (unsigned long long)regs.generation);
+	vram_regs_restore(v, &l->trailer.regs);
+	v->is_restored = true;
+	vram_info(v, "migration: restored %llu pages, generation %llu (+1 when it runs)",
+		  (unsigned long long)v->npages, (unsigned long long)l->trailer.regs.generation);
 	return 0;
 }

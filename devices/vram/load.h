@@ -31,7 +31,8 @@ void vram_load_end(struct vram *v);
 int vram_load_write(struct vram *v, const void *buf, size_t len);
 
 /* RESUMING -> STOP: 0 if a complete, valid stream was loaded (then the
- * registers are restored from the trailer, GENERATION + 1); -EINVAL with one
+ * registers are restored from the trailer, exactly, and v->is_restored set:
+ * GENERATION counts this migration once the device runs); -EINVAL with one
  * log line otherwise. */
 int vram_load_finish(struct vram *v);
 

@@ -6,7 +6,8 @@
  * pass, then rounds) or on STOP -> STOP_COPY (everything at once), is
  * finalised when it enters STOP_COPY (the engine is stopped by then: the
  * exact set of pages still to send is fixed and the VRAM digest computed),
- * and ends on the arcs out of the saving group. All on the message thread.
+ * and ends on the arcs out of the saving group. All on the message thread,
+ * but for the stop-copy scan (vram_save_finalize()).
  */
 #ifndef FERRY_DEV_VRAM_SAVE_H
 #define FERRY_DEV_VRAM_SAVE_H
@@ -24,7 +25,9 @@ void vram_save_destroy(struct vram *v);
 
 /* Starts a session: @precopy for one starting in PRE_COPY(_P2P). */
 void vram_save_begin(struct vram *v, bool precopy);
-/* Entering STOP_COPY (engine stopped): computes the stop-copy set. */
+/* Entering STOP_COPY (engine stopped): starts computing the stop-copy set
+ * on a thread of its own and returns; every other vram_save_* call (and
+ * vram_save_destroy()) waits for it first. */
 void vram_save_finalize(struct vram *v);
 /* Ends the session (whatever was not read is dropped). */
 void vram_save_end(struct vram *v);

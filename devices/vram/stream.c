@@ -3,9 +3,10 @@
 
 #include <errno.h>
 #include <string.h>
-#include <zlib.h>
 
 #include <ferry/log.h>
+
+#include "util/crc32.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the stream is little-endian");
 
@@ -33,21 +34,6 @@ static uint64_t get64(const uint8_t *p)
 
 	memcpy(&v, p, sizeof(v));
 	return v;
-}
-
-uint32_t vram_crc32(uint32_t crc, const void *buf, uint64_t len)
-{
-	const uint8_t *p = buf;
-
-	/* zlib takes a uInt length: feed it in pieces. */
-	while (len) {
-		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-
-		crc = (uint32_t)crc32(crc, p, n);
-		p += n;
-		len -= n;
-	}
-	return crc;
 }
 
 void vram_regs_encode(uint8_t out[VRAM_REGS_LEN], const struct vram_reg_block *r)
@@ -104,7 +90,7 @@ void vram_header_encode(uint8_t out[VRAM_HDR_LEN], const struct vram_stream_head
 	put64(out + 32, h->npages);
 	vram_regs_encode(out + 40, &h->regs);
 	put32(out + 88, 0);
-	put32(out + 92, vram_crc32(0, out, 92));
+	put32(out + 92, ferry_crc32(0, out, 92));
 }
 
 int vram_header_decode(const char *name, const uint8_t in[VRAM_HDR_LEN],
@@ -119,7 +105,7 @@ int vram_header_decode(const char *name, const uint8_t in[VRAM_HDR_LEN],
 			  get32(in + 8), VRAM_STREAM_VERSION);
 		return -EINVAL;
 	}
-	if (get32(in + 92) != vram_crc32(0, in, 92)) {
+	if (get32(in + 92) != ferry_crc32(0, in, 92)) {
 		ferry_log(FERRY_LOG_ERR, "%s: stream: header checksum mismatch", name);
 		return -EINVAL;
 	}
@@ -166,7 +152,7 @@ void vram_trailer_encode(uint8_t out[VRAM_TRAILER_LEN], const struct vram_traile
 	put32(b + 16, t->stream_crc);
 	put32(b + 20, 0);
 	vram_regs_encode(b + 24, &t->regs);
-	put32(b + 72, vram_crc32(0, out, VRAM_REC_LEN + 72));
+	put32(b + 72, ferry_crc32(0, out, VRAM_REC_LEN + 72));
 	put32(b + 76, 0);
 }
 
@@ -175,7 +161,7 @@ int vram_trailer_decode(const char *name, const uint8_t in[VRAM_TRAILER_LEN],
 {
 	const uint8_t *b = in + VRAM_REC_LEN;
 
-	if (get32(b + 72) != vram_crc32(0, in, VRAM_REC_LEN + 72)) {
+	if (get32(b + 72) != ferry_crc32(0, in, VRAM_REC_LEN + 72)) {
 		ferry_log(FERRY_LOG_ERR, "%s: stream: trailer checksum mismatch", name);
 		return -EINVAL;
 	}

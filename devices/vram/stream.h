@@ -1,13 +1,14 @@
 /*
- * The vram device's migration stream, version 1: what save.c writes and
- * load.c reads. The library carries it opaquely (device_migration.h), in
+ * The vram device's migration stream, version 2: what save.c writes and
+ * load.c reads. Version 1 (refused) had the same layout but a digest made
+ * with a hand-written hash instead of XXH3. The library carries it opaquely (device_migration.h), in
  * chunks of any size. All integers are little-endian.
  *
  *   stream  = header record* trailer
  *
  * header (VRAM_HDR_LEN = 96 bytes):
  *   0   8  magic       "FERRYVRM"
- *   8   4  version     1
+ *   8   4  version     2
  *   12  4  header_len  96
  *   16  4  page_size   4096 (VRAM_PAGE_SIZE)
  *   20  4  regs_len    48 (VRAM_REGS_LEN)
@@ -15,7 +16,7 @@
  *   32  8  npages      vram_size / page_size
  *   40  48 regs        register block at the start of the session (below)
  *   88  4  flags       0
- *   92  4  crc         zlib crc32 of bytes 0..91
+ *   92  4  crc         crc32 (zlib's) of bytes 0..91
  *
  * record header (VRAM_REC_LEN = 16 bytes): type u32 @0, aux u32 @4, arg u64 @8
  *   PAGE    (1): aux 0, arg = page index < npages; followed by page_size bytes
@@ -28,8 +29,9 @@
  *
  * trailer body (80 bytes):
  *   0   8  page_records  PAGE + ZERO records in the stream
- *   8   8  vram_digest   vram_hash64 of the npages page fingerprints (each
- *                        a u64, in page order) of the source VRAM at stop
+ *   8   8  vram_digest   XXH3_64bits of the npages page fingerprints (each
+ *                        a u64, in page order) of the source VRAM at stop;
+ *                        a page's fingerprint is XXH3_64bits of its bytes
  *   16  4  stream_crc    crc32 of every stream byte before the trailer's
  *                        record header
  *   20  4  reserved      0
@@ -63,7 +65,7 @@
 #include "regs.h"
 
 #define VRAM_STREAM_MAGIC   "FERRYVRM"
-#define VRAM_STREAM_VERSION 1u
+#define VRAM_STREAM_VERSION 2u
 #define VRAM_HDR_LEN        96u
 #define VRAM_REC_LEN        16u
 #define VRAM_REGS_LEN       48u
@@ -122,8 +124,5 @@ int vram_trailer_decode(const char *name, const uint8_t in[VRAM_TRAILER_LEN],
 int vram_regs_decode(const char *name, const uint8_t in[VRAM_REGS_LEN],
 		     struct vram_reg_block *r);
 void vram_regs_encode(uint8_t out[VRAM_REGS_LEN], const struct vram_reg_block *r);
-
-/* crc32 (zlib) over any length. */
-uint32_t vram_crc32(uint32_t crc, const void *buf, uint64_t len);
 
 #endif

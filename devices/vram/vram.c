@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
 #include "load.h"
 #include "save.h"
+#include "util/crc32.h"
 
 int vram_create(const char *name, uint64_t size, struct vram **out)
 {
@@ -92,6 +94,12 @@ void vram_destroy(struct vram *v)
 
 void vram_set_state(struct vram *v, enum ferry_mig_state state)
 {
+	if (v->is_restored && ferry_mig_state_is_running(state)) {
+		v->regs.generation++;
+		v->is_restored = false;
+	} else if (state == FERRY_MIG_RESUMING) {
+		v->is_restored = false; /* a new stream replaces the restored one */
+	}
 	v->state = state;
 	vram_engine_allow(v->engine, ferry_mig_state_is_running(state));
 }
@@ -103,6 +111,7 @@ int vram_reset(struct vram *v)
 	vram_save_end(v);
 	vram_load_end(v);
 	vram_regs_reset(v);
+	v->is_restored = false; /* GENERATION is 0 after a reset */
 	vram_set_state(v, FERRY_MIG_RUNNING);
 	vram_info(v, "reset");
 	return 0;
@@ -148,10 +157,36 @@ static bool extent_is_hole(const struct vram *v, struct vram_hole_cursor *c, uin
 	return false;
 }
 
+void vram_hole_cursor_whole(const struct vram *v, struct vram_hole_cursor *c, unsigned char *map)
+{
+	struct stat st;
+	uint64_t resident = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (mincore(v->mem, v->size, map) < 0)
+		return; /* a plain cursor: windows and lseek */
+	for (uint64_t p = 0; p < v->npages; p++)
+		resident += map[p] & 1;
+	c->map = map;
+	/* st_blocks counts 512-byte units of every allocated page, swapped
+	 * out or not (shmem's "alloced"); resident pages are a subset of
+	 * them. Equal counts: no page is out. */
+	c->map_exact = fstat(v->memfd, &st) == 0 &&
+		       (uint64_t)st.st_blocks == resident * (VRAM_PAGE_SIZE / 512);
+}
+
 bool vram_page_is_hole(const struct vram *v, struct vram_hole_cursor *c, uint64_t page)
 {
+	if (c->map) {
+		if (c->map[page] & 1)
+			return false; /* resident: data */
+		if (c->map_exact)
+			return true;
+	}
 	if (page >= c->lo && page < c->hi)
 		return c->hole;
+	if (c->map)
+		return extent_is_hole(v, c, page);
 	if (!c->has_window || page < c->win_base || page >= c->win_base + c->win_len) {
 		uint64_t n = v->npages - page;
 
@@ -167,5 +202,21 @@ bool vram_page_is_hole(const struct vram *v, struct vram_hole_cursor *c, uint64_
 
 uint32_t vram_checksum(const struct vram *v)
 {
-	return vram_crc32(0, v->mem, v->size);
+	/* Holes are summed as zeroes from here: reading them through the
+	 * mapping would make the kernel allocate the whole VRAM. */
+	static const uint8_t zero[VRAM_PAGE_SIZE];
+	struct vram_hole_cursor holes = { 0 };
+	uint64_t run = 0; /* data pages [p - run, p) not summed yet */
+	uint32_t crc = 0;
+
+	for (uint64_t p = 0; p < v->npages; p++) {
+		if (!vram_page_is_hole(v, &holes, p)) {
+			run++;
+			continue;
+		}
+		crc = ferry_crc32(crc, v->mem + (p - run) * VRAM_PAGE_SIZE, run * VRAM_PAGE_SIZE);
+		crc = ferry_crc32(crc, zero, VRAM_PAGE_SIZE);
+		run = 0;
+	}
+	return ferry_crc32(crc, v->mem + (v->npages - run) * VRAM_PAGE_SIZE, run * VRAM_PAGE_SIZE);
 }

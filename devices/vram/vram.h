@@ -7,7 +7,9 @@
  * Threads: everything here runs on the device's message thread, one call at
  * a time (the libferry contract for device and migration callbacks), except
  * the engine's own thread (engine.h), which touches only the VRAM, the dirty
- * bitmap and the atomic registers.
+ * bitmap and the atomic registers, and the stop-copy scan (save.h), which
+ * owns the save session and the dirty tracker until the next save call
+ * joins it (the engine is idle and writes are refused meanwhile).
  */
 #ifndef FERRY_DEV_VRAM_VRAM_H
 #define FERRY_DEV_VRAM_VRAM_H
@@ -51,6 +53,9 @@ struct vram {
 	struct vram_dirty dirty;
 	struct vram_engine *engine;
 	enum ferry_mig_state state; /* as last set by a migration arc or reset */
+	/* Restored from a stream and not run since: the registers are exactly
+	 * the source's; GENERATION goes up on the way to running (regs.h). */
+	bool is_restored;
 	struct vram_save *save;     /* session state, allocated up front */
 	struct vram_load *load;
 	/* Raises an MSI-X vector; NULL: interrupts go nowhere (unit tests). */
@@ -71,7 +76,9 @@ void vram_destroy(struct vram *v);
 int vram_reset(struct vram *v);
 
 /* Records the migration state after an arc and lets the engine run only in
- * the running states; returns once the engine obeys (idle if stopped). */
+ * the running states; returns once the engine obeys (idle if stopped). A
+ * restored device (is_restored) counts its migration in GENERATION as it
+ * enters a running state. */
 void vram_set_state(struct vram *v, enum ferry_mig_state state);
 
 /* The registers as a block, and back (restore keeps the engine as it is:
@@ -106,13 +113,32 @@ struct vram_hole_cursor {
 	bool has_window;
 	uint64_t win_base, win_len;
 	unsigned char win[VRAM_MINCORE_WINDOW]; /* mincore() of [win_base, +win_len) */
+	/* vram_hole_cursor_whole(): mincore() of every page, and whether a
+	 * page it says is not resident is a hole for sure. */
+	const unsigned char *map;
+	bool map_exact;
 };
 bool vram_page_is_hole(const struct vram *v, struct vram_hole_cursor *c, uint64_t page);
+
+/*
+ * A cursor for a scan of every page of a frozen VRAM, in any order. One
+ * mincore() over the whole VRAM into @map (npages bytes, the caller's) and
+ * one fstat(): when the memfd's allocated blocks equal the resident pages,
+ * nothing is swapped out, so every page that is not resident is a hole and
+ * no lseek() is needed. That matters: the scan of a written-here-and-there
+ * 64 MiB VRAM made one lseek per hole extent, 2000-odd of them, 4-7 ms on
+ * the 2-vCPU build VM (syscalls are dear in a VM), against ~0.1 ms for
+ * this. Otherwise (swap in use, or mincore failed) the cursor falls back to
+ * the lseek per extent. Pages that become data while the scan runs (they
+ * should not: the device is frozen) are still resident, hence read.
+ */
+void vram_hole_cursor_whole(const struct vram *v, struct vram_hole_cursor *c, unsigned char *map);
 
 /* One exact answer for one page, now (a single lseek). */
 bool vram_page_is_hole_now(const struct vram *v, uint64_t page);
 
-/* crc32 of the whole VRAM (the CHECKSUM register's value). */
+/* crc32 of the whole VRAM (the CHECKSUM register's value). Holes count as
+ * the zeroes they read as, without being touched (allocated). */
 uint32_t vram_checksum(const struct vram *v);
 
 #endif

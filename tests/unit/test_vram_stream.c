@@ -20,6 +20,7 @@
 #include "migration.h"
 #include "regs.h"
 #include "stream.h"
+#include "util/crc32.h"
 #include "vram.h"
 
 #define MIB (1024u * 1024u)
@@ -145,6 +146,28 @@ static void fill_some(struct vram *v, uint64_t salt)
 		fill_page(v, p, salt);
 }
 
+/* Pages fill_some() wrote. */
+static uint64_t data_pages_filled(const struct vram *v)
+{
+	return (v->npages / 2 + 2) / 3;
+}
+
+/* Pages that are not holes in the memfd now. */
+static uint64_t data_pages_now(const struct vram *v)
+{
+	uint64_t n = 0;
+
+	for (uint64_t p = 0; p < v->npages; p++)
+		n += !vram_page_is_hole_now(v, p);
+	return n;
+}
+
+/* initial_bytes at PRE_COPY entry for a VRAM with @data pages of data. */
+static uint64_t initial_estimate(uint64_t npages, uint64_t data)
+{
+	return VRAM_HDR_LEN + data * VRAM_PAGE_REC_LEN + (npages - data) * VRAM_ZERO_REC_LEN;
+}
+
 /* save() in @chunk pieces until it returns 0 (or a short read if
  * @stop_short). Returns bytes appended. */
 static size_t drain(struct vram *v, size_t chunk, struct buf *out, bool stop_short)
@@ -226,8 +249,8 @@ static void assert_same_device(struct vram *src, struct vram *dst)
 	assert_memory_equal(src->mem, dst->mem, src->size);
 	vram_regs_snapshot(src, &a);
 	vram_regs_snapshot(dst, &b);
-	assert_int_equal(b.generation, a.generation + 1);
-	b.generation = a.generation;
+	/* Restored and not run yet: GENERATION too is the source's. */
+	assert_true(dst->is_restored);
 	assert_memory_equal(&a, &b, sizeof(a));
 	assert_int_equal(vram_checksum(src), vram_checksum(dst));
 }
@@ -398,7 +421,10 @@ static void test_precopy_roundtrip(void **state)
 
 	walk(src, FERRY_MIG_PRE_COPY);
 	assert_int_equal(ops->precopy_info(src, &initial, &dirty), 0);
-	assert_int_equal(initial, VRAM_HDR_LEN + src->npages * (uint64_t)VRAM_PAGE_REC_LEN);
+	/* Page records for the pages holding data (fill_some()'s, and the
+	 * engine's so far), zero records for the holes. */
+	assert_true(initial >= initial_estimate(src->npages, data_pages_filled(src)));
+	assert_true(initial <= initial_estimate(src->npages, data_pages_now(src)));
 	assert_int_equal(dirty, 0);
 
 	/* The initial pass: initial_bytes falls to 0. */
@@ -469,8 +495,9 @@ static void test_precopy_roundtrip(void **state)
 	uint64_t at = reg_read64(dst[0], VRAM_REG_ENGINE_WRITES);
 
 	assert_int_equal(at, reg_read64(src, VRAM_REG_ENGINE_WRITES));
-	assert_int_equal(reg_read64(dst[0], VRAM_REG_GENERATION), 1);
+	assert_int_equal(reg_read64(dst[0], VRAM_REG_GENERATION), 0);
 	walk(dst[0], FERRY_MIG_RUNNING);
+	assert_int_equal(reg_read64(dst[0], VRAM_REG_GENERATION), 1); /* counted as it runs */
 	wait_writes_above(dst[0], at);
 
 	/* The source ends its session (STOP_COPY -> STOP) and may run again. */
@@ -546,6 +573,70 @@ static void test_hole_writes(void **state)
 	}
 }
 
+/* initial_bytes is what the initial pass produces: exactly, when nothing
+ * writes (zero records for holes, ferry check's "precopy-drain"), and it
+ * never grows when something does: a hole filled behind its back goes out
+ * as dirty data. A checksum leaves holes alone. */
+static void test_initial_bytes(void **state)
+{
+	(void)state;
+	struct vram *src = make("src", TEST_SIZE), *dst = make("dst", TEST_SIZE);
+	uint64_t initial, dirty, at_entry, prev, hole_page = TEST_SIZE / VRAM_PAGE_SIZE - 3;
+	struct buf stream = { 0 };
+	uint8_t tmp[32 * 1024];
+
+	/* Fresh: all hole; a checksum does not change that. */
+	reg_write(src, VRAM_REG_CSUM_TRIGGER, VRAM_CSUM_GO);
+	assert_int_equal(data_pages_now(src), 0);
+	walk(src, FERRY_MIG_PRE_COPY);
+	assert_int_equal(ops->precopy_info(src, &initial, &dirty), 0);
+	assert_int_equal(initial, initial_estimate(src->npages, 0));
+	vram_destroy(src);
+
+	/* A fresh source each time: comparing VRAMs allocates their holes. */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t read = 0;
+
+		src = make("src", TEST_SIZE);
+		fill_some(src, 8);
+		assert_int_equal(data_pages_now(src), data_pages_filled(src));
+		walk(src, FERRY_MIG_PRE_COPY);
+		assert_int_equal(ops->precopy_info(src, &at_entry, &dirty), 0);
+		assert_int_equal(at_entry, initial_estimate(src->npages, data_pages_filled(src)));
+		prev = at_entry;
+		buf_free(&stream);
+		for (;;) {
+			ssize_t n = ops->save(src, tmp, sizeof(tmp));
+
+			assert_true(n > 0);
+			buf_append(&stream, tmp, (size_t)n);
+			read += (size_t)n;
+			if (pass == 1 && read == sizeof(tmp))
+				fill_page(src, hole_page, 9); /* a hole ahead of the pass, via "mmap" */
+			assert_int_equal(ops->precopy_info(src, &initial, &dirty), 0);
+			assert_true(initial <= prev);
+			prev = initial;
+			if (initial == 0)
+				break;
+		}
+		if (pass == 0) {
+			assert_int_equal(read, at_entry); /* nothing wrote: exact */
+		} else {
+			/* The filled hole went out as data, counted as dirty. */
+			assert_int_equal(read + dirty, at_entry - VRAM_ZERO_REC_LEN + VRAM_PAGE_REC_LEN);
+		}
+		drain(src, sizeof(tmp), &stream, false);
+		walk(src, FERRY_MIG_STOP_COPY);
+		drain(src, sizeof(tmp), &stream, false);
+		vram_reset(dst);
+		assert_int_equal(load_into(dst, stream.data, stream.len, MIB), 0);
+		assert_same_device(src, dst);
+		vram_destroy(src);
+	}
+	vram_destroy(dst);
+	buf_free(&stream);
+}
+
 /* Ending pre-copy (back to RUNNING) and starting again gives a new stream. */
 static void test_precopy_abort_restart(void **state)
 {
@@ -611,6 +702,79 @@ static void test_stopcopy_chunking(void **state)
 	buf_free(&s1);
 	buf_free(&s7);
 	buf_free(&s1m);
+}
+
+/* A save of a restored device (still stopped) is byte for byte the
+ * source's save: nothing is left out of the restore, GENERATION included
+ * (ferry check's "restore compare"). It counts the migration once the
+ * device runs, and a reset forgets it. */
+static void test_restore_is_exact(void **state)
+{
+	(void)state;
+	struct vram *src = make("src", TEST_SIZE), *dst = make("dst", TEST_SIZE);
+	struct buf s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+
+	fill_some(src, 6);
+	reg_write(src, VRAM_REG_ENGINE_SEED, 5);
+	reg_write(src, VRAM_REG_CSUM_TRIGGER, VRAM_CSUM_GO);
+	capture_stopcopy(src, MIB, &s1);
+	assert_int_equal(load_into(dst, s1.data, s1.len, MIB), 0);
+	capture_stopcopy(dst, MIB, &s2);
+	assert_int_equal(s2.len, s1.len);
+	assert_memory_equal(s2.data, s1.data, s1.len);
+
+	/* Running (STOP -> RUNNING_P2P) counts the migration, once. */
+	walk(dst, FERRY_MIG_RUNNING);
+	assert_int_equal(reg_read64(dst, VRAM_REG_GENERATION), 1);
+	walk(dst, FERRY_MIG_STOP);
+	walk(dst, FERRY_MIG_RUNNING);
+	assert_int_equal(reg_read64(dst, VRAM_REG_GENERATION), 1);
+	/* A second hop: restored from dst, 2 once it runs. */
+	capture_stopcopy(dst, MIB, &s3);
+	vram_reset(src);
+	assert_int_equal(load_into(src, s3.data, s3.len, MIB), 0);
+	assert_int_equal(reg_read64(src, VRAM_REG_GENERATION), 1);
+	walk(src, FERRY_MIG_RUNNING);
+	assert_int_equal(reg_read64(src, VRAM_REG_GENERATION), 2);
+	/* Restored then reset: nothing to count. */
+	walk(dst, FERRY_MIG_STOP);
+	walk(dst, FERRY_MIG_RESUMING);
+	assert_int_equal(feed(dst, s3.data, s3.len, MIB), 0);
+	assert_int_equal(arc(dst, FERRY_MIG_RESUMING, FERRY_MIG_STOP), 0);
+	vram_reset(dst);
+	assert_int_equal(reg_read64(dst, VRAM_REG_GENERATION), 0);
+	assert_false(dst->is_restored);
+	vram_destroy(dst);
+	vram_destroy(src);
+	buf_free(&s1);
+	buf_free(&s2);
+	buf_free(&s3);
+}
+
+/* The stop-copy scan runs on a thread of its own: whatever comes next
+ * (a reset, leaving STOP_COPY, destroying the device) waits for it. */
+static void test_scan_thread_joined(void **state)
+{
+	(void)state;
+	for (int how = 0; how < 3; how++) {
+		struct vram *v = make("v", TEST_SIZE);
+		uint64_t sz;
+
+		fill_some(v, 10);
+		walk(v, FERRY_MIG_PRE_COPY);
+		walk(v, FERRY_MIG_STOP_COPY);
+		if (how == 0) {
+			vram_reset(v);
+			assert_int_equal(v->state, FERRY_MIG_RUNNING);
+		} else if (how == 1) {
+			walk(v, FERRY_MIG_STOP);
+			assert_int_equal(ops->stop_copy_size(v, &sz), 0);
+			assert_int_equal(sz, VRAM_HDR_LEN + VRAM_TRAILER_LEN +
+					     data_pages_filled(v) * VRAM_PAGE_REC_LEN +
+					     (v->npages - data_pages_filled(v)) * VRAM_ZERO_REC_LEN);
+		}
+		vram_destroy(v); /* how == 2: still scanning, maybe */
+	}
 }
 
 /* ---- hostile and broken streams ---- */
@@ -716,13 +880,14 @@ static void test_bad_header(void **state)
 	assert_int_equal(load_into(dst, s.data, VRAM_HDR_LEN, 1), -EINVAL);
 	/* Right crc, wrong version / sizes: re-encode then patch and re-crc. */
 	const struct { size_t off; uint32_t val; } patches[] = {
-		{ 8, 2 }, { 12, 97 }, { 16, 8192 }, { 20, 40 }, { 88, 1 },
+		{ 8, VRAM_STREAM_VERSION + 1 }, { 8, VRAM_STREAM_VERSION - 1 }, /* v1: old digest */
+		{ 12, 97 }, { 16, 8192 }, { 20, 40 }, { 88, 1 },
 		{ 40, 0x80 /* CONTROL unknown bit */ }, { 44, VRAM_RATE_MAX + 1 }, { 68, 1 },
 	};
 	for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
 		vram_header_encode(hdr, &h);
 		memcpy(hdr + patches[i].off, &patches[i].val, 4);
-		uint32_t crc = vram_crc32(0, hdr, 92);
+		uint32_t crc = ferry_crc32(0, hdr, 92);
 
 		memcpy(hdr + 92, &crc, 4);
 		vram_reset(dst);
@@ -787,7 +952,7 @@ static void test_crafted_records(void **state)
 			buf_append(&s, rec, VRAM_REC_LEN);
 			t.page_records++;
 		}
-		crc = vram_crc32(0, s.data, s.len);
+		crc = ferry_crc32(0, s.data, s.len);
 		t.stream_crc = crc;
 		t.regs.rate = 10;
 		t.vram_digest = 0;
@@ -860,8 +1025,11 @@ int main(void)
 		cmocka_unit_test(test_precopy_roundtrip),
 		cmocka_unit_test(test_early_switchover),
 		cmocka_unit_test(test_hole_writes),
+		cmocka_unit_test(test_initial_bytes),
 		cmocka_unit_test(test_precopy_abort_restart),
 		cmocka_unit_test(test_stopcopy_chunking),
+		cmocka_unit_test(test_restore_is_exact),
+		cmocka_unit_test(test_scan_thread_joined),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_flipped_bytes),
 		cmocka_unit_test(test_bad_header),
