@@ -3,22 +3,27 @@
  * each figure beside the physical limit measured in the same run:
  *
  * 1. Throughput: an idle guest of MEM_IDLE bytes (no devices, memory filled
- *    with a non-zero pattern so no page takes the zero-page shortcut) is
- *    migrated over TCP loopback; guest bytes / total migration time, next to
+ *    with a pattern without zero pages, --fill-dense, so no page takes the
+ *    zero-page shortcut) is migrated over TCP loopback; guest bytes / total migration time, next to
  *    a raw TCP loopback transfer of the same number of bytes from one
  *    process's resident memory into another's (what any migration of that
  *    memory must at least do; the median of RAW_ROUNDS transfers). Sending
  *    one small buffer again and again would measure the cache, not the
  *    copy a migration makes, so the limit reads and writes every byte once.
- *    Aim: >= 0.80 of raw.
+ *    Both hosts run with --prealloc: the raw receiver writes its buffer
+ *    before the clock starts, and so must the destination host (first
+ *    writes cost 0.7-5 s per GiB on the shadow-paged build VM, which would
+ *    measure the hypervisor, not the migration). Aim: >= 0.80 of raw.
  *
  * 2. Downtime: the demo's setup (tools/demo.sh: 256 MiB, 2 dma + 2 vram
  *    64 MiB devices, workloads running) migrated after 3 s of load; the
  *    measured downtime next to its floor: the stream bytes sent while the
  *    guest was paused (from the report: bytes_total minus every pre-copy
  *    round's bytes) divided by a bandwidth. Two rows: at the raw TCP rate
- *    of part 1 (the physical floor) and at the migration's own average
- *    rate (the report's bandwidth_bytes_per_s). Aim: <= 1.5x.
+ *    of part 1 (the physical floor of the link) and at the rate this
+ *    migration measured in its pre-copy rounds (the report's
+ *    measured_bandwidth_bytes_per_s, which its downtime prediction divides
+ *    by). Aim: <= 1.5x.
  *
  * --quick: 256 MiB instead of 1 GiB, 1 s of workload instead of 3.
  */
@@ -38,11 +43,11 @@
 #include "bench_util.h"
 #include "control_client.h"
 #include "json_field.h"
+#include "migrate/transport.h"
 
 #define PAGE_SIZE 4096u
 #define START_TIMEOUT_MS 60000
 #define MIGRATE_TIMEOUT_MS 600000
-#define RAW_CHUNK (1u << 20)
 #define RAW_ROUNDS 3 /* the raw transfer is cheap: its median */
 
 /* ---- the limit: raw TCP loopback, memory to memory ---- */
@@ -61,9 +66,46 @@ static uint8_t *map_bytes(size_t len)
 	return p;
 }
 
+/*
+ * How the raw transfer sets up its socket: as the kernel leaves it
+ * (autotuned buffers, 1 MiB sends), or as ferry's migration transport does
+ * (transport.h: MIG_SOCK_BUF_BYTES buffers where the sysctls allow them,
+ * TCP_NODELAY, 4 MiB writes as the stream writer batches). The limit is the
+ * faster of the two, so no tuning of ferry's can pass for a gain over raw.
+ */
+struct raw_setup {
+	const char *name;
+	bool is_tuned;
+	bool is_staged; /* through a small cache-hot buffer on both sides */
+	size_t chunk;
+};
+
+/* Staged: each side copies through a buffer of one chunk, which then stays
+ * in the cache, as the stream writer and reader do. On the build VM the
+ * kernel copies from and to a cache-hot buffer much faster than to and from
+ * a cold gigabyte, so a raw transfer without staging is no limit at all. */
+static const struct raw_setup raw_setups[] = {
+	{"kernel defaults, 1 MiB sends", false, false, 1u << 20},
+	{"ferry's socket tuning, 4 MiB sends", true, false, 4u << 20},
+	{"ferry's socket tuning, staged through 2 MiB", true, true, 2u << 20},
+};
+
+static void raw_tune(int fd, const struct raw_setup *rs)
+{
+	int sz = (int)MIG_SOCK_BUF_BYTES, one = 1;
+
+	if (!rs->is_tuned)
+		return;
+	/* Silently clamped to net.core.[rw]mem_max: the transport asks only
+	 * when they allow it; asking regardless costs the raw side at most. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* The child: fills its own memory (guest memory is resident), then
  * connects and sends it all. */
-static void raw_sender(uint16_t port, size_t len)
+static void raw_sender(uint16_t port, size_t len, const struct raw_setup *rs)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -72,14 +114,28 @@ static void raw_sender(uint16_t port, size_t len)
 
 	for (size_t i = 0; i < len; i += 8)
 		*(uint64_t *)(buf + i) = pattern(i);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (fd < 0)
 		_exit(1);
-	for (size_t off = 0; off < len;) {
-		ssize_t n = send(fd, buf + off, len - off < RAW_CHUNK ? len - off : RAW_CHUNK, 0);
+	raw_tune(fd, rs);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		_exit(1);
+	uint8_t *stage = rs->is_staged ? map_bytes(rs->chunk) : NULL;
 
-		if (n <= 0)
-			_exit(1);
-		off += (size_t)n;
+	for (size_t off = 0; off < len;) {
+		size_t want = len - off < rs->chunk ? len - off : rs->chunk;
+		const uint8_t *from = buf + off;
+		ssize_t n;
+
+		if (stage) {
+			memcpy(stage, from, want);
+			from = stage;
+		}
+		for (size_t done = 0; done < want; done += (size_t)n) {
+			n = send(fd, from + done, want - done, 0);
+			if (n <= 0)
+				_exit(1);
+		}
+		off += want;
 	}
 	close(fd);
 	_exit(0);
@@ -88,7 +144,7 @@ static void raw_sender(uint16_t port, size_t len)
 /* Bytes per second of one @len-byte transfer from one process's memory
  * into another's, timed from the connection to the last byte. Both
  * buffers are private to their process (no copy-on-write after fork). */
-static double raw_tcp_rate(size_t len)
+static double raw_tcp_rate(size_t len, const struct raw_setup *rs)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t slen = sizeof(sa);
@@ -96,14 +152,17 @@ static double raw_tcp_rate(size_t len)
 	pid_t child;
 	size_t got = 0;
 
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
+	if (lfd < 0)
+		bench_die("raw tcp: socket");
+	raw_tune(lfd, rs); /* accepted sockets inherit the buffer sizes */
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &slen) < 0)
 		bench_die("raw tcp: listen");
 	child = fork();
 	if (child < 0)
 		bench_die("fork");
 	if (child == 0)
-		raw_sender(ntohs(sa.sin_port), len);
+		raw_sender(ntohs(sa.sin_port), len, rs);
 	uint8_t *dst = map_bytes(len);
 
 	memset(dst, 0, len); /* resident, as the destination's guest memory is */
@@ -112,16 +171,28 @@ static double raw_tcp_rate(size_t len)
 		bench_die("raw tcp: accept");
 	double t0 = bench_now();
 
-	for (;;) {
-		ssize_t n = recv(fd, dst + got, len - got, 0);
+	uint8_t *stage = rs->is_staged ? map_bytes(rs->chunk) : NULL;
 
-		if (n < 0)
-			bench_die("raw tcp: recv");
-		if (n == 0 || got + (size_t)n == len) {
-			got += (size_t)n;
-			break;
+	memset(stage ? stage : dst, 0, stage ? rs->chunk : 0);
+	while (got < len) {
+		size_t want = stage ? (len - got < rs->chunk ? len - got : rs->chunk) : len - got;
+		uint8_t *to = stage ? stage : dst + got;
+		size_t have = 0;
+
+		while (have < want) {
+			ssize_t n = recv(fd, to + have, want - have, stage ? MSG_WAITALL : 0);
+
+			if (n < 0)
+				bench_die("raw tcp: recv");
+			if (n == 0)
+				break;
+			have += (size_t)n;
 		}
-		got += (size_t)n;
+		if (stage)
+			memcpy(dst + got, stage, have);
+		got += have;
+		if (have < want)
+			break;
 	}
 	double t = bench_now() - t0;
 
@@ -134,6 +205,8 @@ static double raw_tcp_rate(size_t len)
 	if (got != len || !WIFEXITED(status) || WEXITSTATUS(status))
 		bench_die("raw tcp: the data did not arrive intact");
 	munmap(dst, len);
+	if (stage)
+		munmap(stage, rs->chunk);
 	return (double)len / t;
 }
 
@@ -271,12 +344,13 @@ static double num(json_object *o, const char *key)
 static int bench_idle(const char *mem, uint64_t bytes, struct bench_row *row)
 {
 	struct host a, b;
-	const char *fill[] = {"--fill", mem, NULL};
+	const char *src_opts[] = {"--fill", mem, "--fill-dense", "--prealloc", NULL};
+	const char *dst_opts[] = {"--prealloc", NULL};
 	int rc = -EIO;
 	json_object *r;
 
-	if (start_host(&a, "idle-src", mem, NULL, 0, false, fill) < 0 ||
-	    start_host(&b, "idle-dst", mem, NULL, 0, true, NULL) < 0)
+	if (start_host(&a, "idle-src", mem, NULL, 0, false, src_opts) < 0 ||
+	    start_host(&b, "idle-dst", mem, NULL, 0, true, dst_opts) < 0)
 		return -EIO;
 	r = migrate(&a, b.uri);
 	if (r) {
@@ -313,7 +387,7 @@ static double switchover_bytes(json_object *r)
 struct demo_result {
 	double downtime_ms;
 	double switchover_bytes;
-	double bandwidth; /* the report's: stream bytes / total time */
+	double bandwidth; /* the report's measured_bandwidth_bytes_per_s */
 };
 
 static int bench_demo(int run_s, struct demo_result *res)
@@ -343,7 +417,7 @@ static int bench_demo(int run_s, struct demo_result *res)
 	sleep((unsigned)run_s);
 	r = migrate(&a, b.uri);
 	if (r) {
-		res->bandwidth = num(r, "bandwidth_bytes_per_s");
+		res->bandwidth = num(r, "measured_bandwidth_bytes_per_s");
 		res->downtime_ms = num(r, "downtime_ms");
 		res->switchover_bytes = switchover_bytes(r);
 		rc = 0;
@@ -364,11 +438,20 @@ int main(int argc, char **argv)
 	const char *mem = o.quick ? "256M" : "1G";
 	uint64_t bytes = o.quick ? 256ull << 20 : 1ull << 30;
 
-	double raws[RAW_ROUNDS];
+	double raw = 0;
 
-	for (int i = 0; i < RAW_ROUNDS; i++)
-		raws[i] = raw_tcp_rate(bytes) / (1u << 30);
-	double raw = bench_median(raws, RAW_ROUNDS);
+	for (size_t k = 0; k < sizeof(raw_setups) / sizeof(raw_setups[0]); k++) {
+		double raws[RAW_ROUNDS], med;
+
+		for (int i = 0; i < RAW_ROUNDS; i++)
+			raws[i] = raw_tcp_rate(bytes, &raw_setups[k]) / (1u << 30);
+		med = bench_median(raws, RAW_ROUNDS);
+		if (!o.json)
+			printf("%-28s %10.3f GiB/s  (%s)\n", "  (raw_tcp_loopback)", med,
+			       raw_setups[k].name);
+		if (med > raw)
+			raw = med;
+	}
 	struct bench_row idle = {
 		.name = o.quick ? "migrate_idle_256M" : "migrate_idle_1G",
 		.unit = "GiB/s",
@@ -386,7 +469,7 @@ int main(int argc, char **argv)
 
 	/* Two floors for the same downtime: at the link's speed (raw TCP
 	 * above: what no migration can beat) and at the speed this migration
-	 * itself averaged (the report's figure: the floor for this engine). */
+	 * measured while sending its rounds (the floor its prediction uses). */
 	struct demo_result d;
 
 	if (bench_demo(o.quick ? 1 : 3, &d) == 0) {
@@ -397,7 +480,7 @@ int main(int argc, char **argv)
 			 .limit_name = "switchover@raw_tcp", .limit = at_raw,
 			 .ratio = at_raw > 0 ? d.downtime_ms / at_raw : 0, .aim = "<= 1.5x"},
 			{.name = "migrate_demo_downtime", .unit = "ms", .value = d.downtime_ms,
-			 .limit_name = "switchover@report_bw", .limit = at_mig,
+			 .limit_name = "switchover@measured_bw", .limit = at_mig,
 			 .ratio = at_mig > 0 ? d.downtime_ms / at_mig : 0, .aim = "<= 1.5x"},
 		};
 		bench_report(&o, rows, 2);

@@ -513,6 +513,7 @@ static int precopy_round(struct mig_source *s, uint32_t round, bool *done)
 	s->prog.predicted_downtime_ms = (uint64_t)(predicted + 0.5);
 	s->prog.is_round_end = true;
 	s->rep->predicted_downtime_ms = predicted;
+	s->rep->measured_bandwidth_bytes_per_s = s->bw;
 	log_info("migration to %s: round %u: %" PRIu64 " bytes in %.1f ms (pages %.1f ms), %" PRIu64
 		 " pages dirty, %" PRIu64 " bytes to stop-copy at %.0f MB/s: %.1f ms predicted"
 		 " (budget %u)", s->uri, round, after.bytes - before.bytes, ms, t_pages, dirty,

@@ -171,6 +171,10 @@ json_object *mig_report_to_json(const struct mig_report *r)
 	add_u64(o, "hole_pages", r->hole_pages);
 	json_object_object_add(o, "bandwidth_bytes_per_s",
 			       json_object_new_double((double)(uint64_t)r->bandwidth_bytes_per_s));
+	if (r->measured_bandwidth_bytes_per_s > 0.0)
+		json_object_object_add(o, "measured_bandwidth_bytes_per_s",
+				       json_object_new_double(
+					       (double)(uint64_t)r->measured_bandwidth_bytes_per_s));
 	v = json_object_new_array();
 	for (uint32_t i = 0; v && i < r->nsteps; i++) {
 		json_object *st = json_object_new_object();

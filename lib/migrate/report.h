@@ -105,7 +105,8 @@ struct mig_report {
 	uint64_t memory_bytes;     /* guest memory size */
 	uint64_t pages_total, zero_pages_total;
 	uint64_t hole_pages;       /* never written: left out of round 1 */
-	double bandwidth_bytes_per_s;
+	double bandwidth_bytes_per_s;          /* bytes_total / total_ms */
+	double measured_bandwidth_bytes_per_s; /* the rounds' rate the prediction used */
 	enum mig_verdict verify_memory, verify_devices;
 	uint32_t nsteps;
 	struct mig_step steps[MIG_REPORT_MAX_STEPS];

@@ -186,7 +186,10 @@ class Scenario:
         for d in st["devices"]:
             if "STOP_COPY" not in d["mig_flags"]:
                 raise Skip(f"device {d['index']} ({d['kind']}) cannot migrate yet")
-        dst, dst_ctl = self.host("dst", self.devices("dst"), ["--incoming", uri])
+        # One destination with its memory preallocated: the stream lands in
+        # pages that are resident but zero, which the checksums must agree on.
+        prealloc = ["--prealloc"] if self.transport == "unix" else []
+        dst, dst_ctl = self.host("dst", self.devices("dst"), ["--incoming", uri, *prealloc])
         st = request(dst_ctl, {"cmd": "status"})
         check(st["role"] == "destination", f"destination status: {st}")
 
@@ -226,6 +229,8 @@ class Scenario:
               f"round 1 did not cover guest memory: {rep['rounds'][:1]}, "
               f"{rep['hole_pages']} holes")
         check(all(d["bytes"] > 0 for d in rep["devices"]), f"device bytes {rep['devices']}")
+        check(rep.get("measured_bandwidth_bytes_per_s", 0) > 0,
+              "no bandwidth measured in the rounds")
 
         st = request(src_ctl, {"cmd": "status"})
         check(st["role"] == "migrated", f"source role after success: {st['role']}")

@@ -29,8 +29,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ferry host --mem SIZE --device KIND:SOCKET [--device ...] --control PATH\n"
-		"                  [--incoming URI] [--fill SIZE] [--dma-rate N] [--vram-rate N]\n"
-		"                  [-v]\n"
+		"                  [--incoming URI] [--fill SIZE] [--fill-dense] [--prealloc]\n"
+		"                  [--dma-rate N] [--vram-rate N] [-v]\n"
 		"  Owns SIZE bytes of guest memory (suffix K, M or G), attaches each vfio-user\n"
 		"  device at SOCKET, DMA-maps guest memory into it at iova 0 and drives it with\n"
 		"  the workload KIND (dma, vram or none). Serves the control socket at PATH\n"
@@ -39,6 +39,10 @@ static void usage(FILE *out)
 		"                  file:PATH) instead of starting the workloads; exit 1 if it\n"
 		"                  fails. Start it with the same --mem and device kinds.\n"
 		"  --fill SIZE     write a pattern into the first SIZE bytes of guest memory\n"
+		"                  (one page in eight left zero, as real guests have many)\n"
+		"  --fill-dense    no zero pages in the --fill pattern\n"
+		"  --prealloc      allocate and map all guest memory at start (as QEMU's\n"
+		"                  prealloc=on), not page by page on first touch\n"
 		"  --dma-rate N    dma workload operations per second (default %u)\n"
 		"  --vram-rate N   vram workload page writes per second (default %u)\n"
 		"  -v              more log lines (twice: debug)\n",
@@ -127,6 +131,12 @@ static int parse_args(int argc, char **argv, struct host_options *o)
 		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
 			verbose++;
 			continue;
+		} else if (!strcmp(a, "--fill-dense")) {
+			o->is_fill_dense = true;
+			continue;
+		} else if (!strcmp(a, "--prealloc")) {
+			o->is_prealloc = true;
+			continue;
 		}
 		if (!v) {
 			fprintf(stderr, "ferry host: %s needs a value (or is unknown)\n", a);
@@ -213,7 +223,7 @@ static void main_loop(struct host *h, int sig_fd)
 
 static int host_setup(struct host *h)
 {
-	int rc = host_mem_create(h, h->opt.mem_size);
+	int rc = host_mem_create(h, h->opt.mem_size, h->opt.is_prealloc);
 
 	if (rc < 0)
 		return rc;

@@ -74,6 +74,8 @@ struct host_device {
 struct host_options {
 	uint64_t mem_size;
 	uint64_t fill_bytes;        /* --fill */
+	bool is_fill_dense;         /* --fill-dense */
+	bool is_prealloc;           /* --prealloc */
 	const char *control_path;
 	const char *incoming;       /* --incoming URI or NULL */
 	unsigned dma_ops_per_s;     /* --dma-rate */
@@ -107,7 +109,7 @@ struct host {
 };
 
 /* ---- host_mem.c ---- */
-int host_mem_create(struct host *h, uint64_t size);
+int host_mem_create(struct host *h, uint64_t size, bool is_prealloc);
 void host_mem_destroy(struct host *h);
 /* Places every device's workload area (needs the devices attached). */
 int host_mem_layout(struct host *h);

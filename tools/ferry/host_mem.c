@@ -15,8 +15,9 @@
 #include <ferry/log.h>
 
 #include "devices/vram/workload.h"
+#include "util/prefault.h"
 
-int host_mem_create(struct host *h, uint64_t size)
+int host_mem_create(struct host *h, uint64_t size, bool is_prealloc)
 {
 	int rc;
 
@@ -41,7 +42,11 @@ int host_mem_create(struct host *h, uint64_t size)
 		return rc;
 	}
 	h->mem_size = size;
-	return 0;
+	rc = is_prealloc ? mem_prefault(h->mem_fd, h->mem, size, HOST_PAGE_SIZE) : 0;
+	if (rc < 0)
+		fprintf(stderr, "ferry host: preallocating %" PRIu64 " bytes of guest memory: %s\n",
+			size, strerror(-rc));
+	return rc;
 }
 
 void host_mem_destroy(struct host *h)
@@ -134,9 +139,10 @@ void host_mem_fill(struct host *h)
 	uint64_t *p = (uint64_t *)h->mem;
 	uint64_t words = h->opt.fill_bytes / sizeof(uint64_t);
 
-	/* One page in eight stays zero, as real guests have many. */
+	/* One page in eight stays zero, as real guests have many, unless
+	 * --fill-dense. */
 	for (uint64_t i = 0; i < words; i++)
-		p[i] = (i / (HOST_PAGE_SIZE / 8)) % 8 == 7 ? 0 : mix(i);
+		p[i] = !h->opt.is_fill_dense && (i / (HOST_PAGE_SIZE / 8)) % 8 == 7 ? 0 : mix(i);
 }
 
 void host_mem_dirtied(void *opaque, uint64_t iova, uint64_t len)

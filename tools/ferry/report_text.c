@@ -246,7 +246,11 @@ unsigned report_print_text(json_object *report, FILE *out)
 	if (has(report, "downtime_steps"))
 		print_steps(&x, report, out);
 	print_switchover(&x, report, out);
-	fprintf(out, "  bandwidth       %s\n", fmt_rate(&x, report, "bandwidth_bytes_per_s", b[4]));
+	fprintf(out, "  bandwidth       %s", fmt_rate(&x, report, "bandwidth_bytes_per_s", b[4]));
+	if (has(report, "measured_bandwidth_bytes_per_s"))
+		fprintf(out, " on average, %s measured in the rounds",
+			fmt_rate(&x, report, "measured_bandwidth_bytes_per_s", b[7]));
+	fprintf(out, "\n");
 	fprintf(out, "  bytes sent      %s", fmt_bytes(&x, report, "bytes_total", b[5]));
 	if (has(report, "memory_bytes"))
 		fprintf(out, " (guest memory %s", fmt_bytes(&x, report, "memory_bytes", b[6]));
