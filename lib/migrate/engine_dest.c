@@ -18,6 +18,7 @@
 #include <ferry/client_migration.h>
 
 #include "migrate/ack.h"
+#include "migrate/dest_feed.h"
 #include "migrate/uri.h"
 #include "util/log.h"
 
@@ -40,6 +41,7 @@ struct mig_dest {
 	atomic_bool is_cancelled;
 
 	struct mig_stream_reader *r;
+	struct dest_feed *feed[MIG_MAX_DEVICES]; /* device data, while receiving */
 	struct mem_crc_cache cc;
 	bool has_switchover;
 	bool is_resumed;         /* hooks.resume succeeded */
@@ -153,10 +155,13 @@ const char *mig_dest_uri(const struct mig_dest *d)
 	return d->l ? mig_listener_uri(d->l) : d->uri;
 }
 
+static void stop_feeds(struct mig_dest *d);
+
 void mig_dest_destroy(struct mig_dest *d)
 {
 	if (!d)
 		return;
+	stop_feeds(d);
 	mig_stream_reader_destroy(d->r);
 	mig_transport_close(d->t);
 	mig_listener_close(d->l);
@@ -290,10 +295,11 @@ static int apply(struct mig_dest *d, const struct mig_section *s)
 		return 0;
 	case MIG_SEC_DEVICE_DATA:
 		dev = &d->dev[s->u.device_data.device]; /* the reader checked the index */
-		rc = ferry_client_mig_write(dev->c, s->u.device_data.data, s->u.device_data.len);
+		rc = dest_feed_push(d->feed[dev->index], s->u.device_data.data,
+				    s->u.device_data.len);
 		if (rc < 0)
-			return dest_fail(d, rc, "device %u (%s) refused %u bytes of its data",
-					 dev->index, dev->name, s->u.device_data.len);
+			return dest_fail(d, rc, "device %u (%s) refused its data", dev->index,
+					 dev->name);
 		if (d->has_switchover)
 			dev->stopcopy_bytes += s->u.device_data.len;
 		else
@@ -344,6 +350,11 @@ static int receive(struct mig_dest *d)
 				d->cfg.mem.size, CRC_CHUNK, true /* fresh memory: see engine.h */);
 	if (rc < 0)
 		return dest_fail(d, rc, "setting up the memory checksum");
+	for (unsigned i = 0; i < d->ndev; i++) {
+		rc = dest_feed_start(d->dev[i].c, i, &d->feed[i]);
+		if (rc < 0)
+			return dest_fail(d, rc, "starting device %u's data feeder", i);
+	}
 	d->t_round = eng_now_ns();
 	dest_progress(d, MIG_PHASE_PRECOPY);
 
@@ -362,7 +373,24 @@ static int receive(struct mig_dest *d)
 			dest_progress(d, d->has_switchover ? MIG_PHASE_STOPCOPY
 							   : MIG_PHASE_PRECOPY);
 	}
+	/* Every device has all its bytes before anything validates them. */
+	for (unsigned i = 0; i < d->ndev; i++) {
+		rc = dest_feed_drain(d->feed[i]);
+		if (rc < 0)
+			return dest_fail(d, rc, "device %u (%s) refused its data", i,
+					 d->dev[i].name);
+	}
 	return 0;
+}
+
+/* The feeders are done with the devices (or must stop using them: the
+ * discard resets them). What is still queued after a failure is dropped. */
+static void stop_feeds(struct mig_dest *d)
+{
+	for (unsigned i = 0; i < d->ndev; i++) {
+		dest_feed_stop(d->feed[i]);
+		d->feed[i] = NULL;
+	}
 }
 
 /* After END: memory checksum, then every device validates what it got. */
@@ -494,6 +522,7 @@ int mig_dest_run(struct mig_dest *d, struct mig_report *report)
 	d->t_start = eng_now_ns();
 	if (rc == 0)
 		rc = receive(d);
+	stop_feeds(d);
 	if (rc == 0)
 		rc = verify(d);
 	if (rc == 0)
