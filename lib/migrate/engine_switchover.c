@@ -172,13 +172,15 @@ int src_switchover(struct mig_source *s)
 		return src_fail(s, rc, "sending SWITCHOVER");
 	src_progress(s, MIG_PHASE_STOPCOPY);
 
-	if ((rc = final_pages(s)) < 0)
-		return rc;
-	step_done(s, "last dirty pages", &t);
-	/* Memory is frozen from here: checksum it while the devices talk. */
+	/* Memory is frozen from here (workloads parked, every device stopped):
+	 * checksum it while the last pages and the device data go out. */
 	if (has_crc)
 		mem_crc_job_start(&job, s->cfg.mem.base, s->mem_fd, s->cfg.mem.size);
-	rc = stopcopy_devices(s);
+	rc = final_pages(s);
+	if (rc == 0) {
+		step_done(s, "last dirty pages", &t);
+		rc = stopcopy_devices(s);
+	}
 	step_done(s, "device stop-copy data", &t);
 	if (has_crc)
 		crc = mem_crc_job_finish(&job);
