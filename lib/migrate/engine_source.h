@@ -34,6 +34,10 @@ struct mig_source {
 	bool is_tracking;           /* dirty view started */
 	bool is_paused;             /* hooks.pause succeeded */
 	double bw;                  /* bytes/s, smoothed; 0 until measured */
+	/* For the prediction: how fast guest memory is checksummed (measured
+	 * in setup; 0: not measured) over how many bytes of data. */
+	double crc_bytes_per_s;
+	uint64_t data_bytes;
 	int64_t t_start, t_pause, t_progress;
 	uint64_t round_first_byte;  /* stream offset where the current round began */
 	uint64_t round_to_send;     /* its estimated size */
