@@ -153,13 +153,19 @@ void mem_crc_cache_refresh(struct mem_crc_cache *cc);
 /* Refreshes, then returns the CRC-32 of the whole memory. */
 uint32_t mem_crc_cache_value(struct mem_crc_cache *cc);
 
-/* An asynchronous mem_crc() on its own thread (the source overlaps it with
- * the stop-copy transfer); computed inline by finish if no thread. */
+/* An asynchronous mem_crc() (the source overlaps it with the stop-copy
+ * transfer): a thread works through the memory in MEM_CRC_JOB_PIECE pieces,
+ * and finish lends the caller's thread to the pieces left, so a caller with
+ * nothing else to do halves the wait on a 2-CPU machine. */
+#define MEM_CRC_JOB_PIECE (32ull << 20)
 struct mem_crc_job {
 	pthread_t thread;
 	const uint8_t *p;
 	int fd;
 	uint64_t len;
+	uint64_t npieces;
+	atomic_uint_fast64_t next; /* the next piece to claim */
+	uint32_t *piece_crc;       /* NULL: no memory for pieces, one pass */
 	uint32_t crc;
 	bool is_started;
 };

@@ -256,11 +256,28 @@ uint32_t mem_crc_cache_value(struct mem_crc_cache *cc)
 
 /* ---- asynchronous (source) ---- */
 
+static uint64_t piece_len(const struct mem_crc_job *j, uint64_t k)
+{
+	uint64_t off = k * MEM_CRC_JOB_PIECE;
+
+	return j->len - off < MEM_CRC_JOB_PIECE ? j->len - off : MEM_CRC_JOB_PIECE;
+}
+
+/* Claims and checksums pieces until none is left; each worker walks the
+ * holes with its own cursor. */
+static void job_work(struct mem_crc_job *j)
+{
+	struct extent_cursor cur;
+	uint64_t k;
+
+	cursor_init(&cur, j->fd, j->len);
+	while ((k = atomic_fetch_add(&j->next, 1)) < j->npieces)
+		j->piece_crc[k] = crc_range(0, j->p, &cur, k * MEM_CRC_JOB_PIECE, piece_len(j, k));
+}
+
 static void *job_main(void *arg)
 {
-	struct mem_crc_job *j = arg;
-
-	j->crc = mem_crc(j->p, j->fd, j->len);
+	job_work(arg);
 	return NULL;
 }
 
@@ -272,9 +289,17 @@ int mem_crc_job_start(struct mem_crc_job *j, const uint8_t *p, int fd, uint64_t 
 	j->p = p;
 	j->fd = fd;
 	j->len = len;
+	j->npieces = (len + MEM_CRC_JOB_PIECE - 1) / MEM_CRC_JOB_PIECE;
+	atomic_init(&j->next, 0);
+	j->piece_crc = calloc(j->npieces ? j->npieces : 1, sizeof(*j->piece_crc));
+	if (!j->piece_crc) {
+		log_warn("migration: no memory for the memory checksum's pieces: computing it "
+			 "at the end in one pass");
+		return -ENOMEM;
+	}
 	rc = pthread_create(&j->thread, NULL, job_main, j);
 	if (rc) {
-		log_warn("migration: no thread for the memory checksum (%s): computing it inline",
+		log_warn("migration: no thread for the memory checksum (%s): computing it at the end",
 			 strerror(rc));
 		return -rc;
 	}
@@ -284,10 +309,18 @@ int mem_crc_job_start(struct mem_crc_job *j, const uint8_t *p, int fd, uint64_t 
 
 uint32_t mem_crc_job_finish(struct mem_crc_job *j)
 {
+	if (!j->piece_crc) {
+		j->crc = mem_crc(j->p, j->fd, j->len);
+		return j->crc;
+	}
+	job_work(j); /* whatever pieces the thread has not claimed yet */
 	if (j->is_started)
 		pthread_join(j->thread, NULL);
-	else
-		job_main(j);
 	j->is_started = false;
+	j->crc = j->npieces ? j->piece_crc[0] : 0;
+	for (uint64_t k = 1; k < j->npieces; k++)
+		j->crc = (uint32_t)crc32_combine(j->crc, j->piece_crc[k], (z_off_t)piece_len(j, k));
+	free(j->piece_crc);
+	j->piece_crc = NULL;
 	return j->crc;
 }

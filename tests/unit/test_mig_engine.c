@@ -162,6 +162,30 @@ static void test_mem_crc_cache_zero(void **state)
 	mem_free(&m);
 }
 
+/* The asynchronous checksum, its pieces shared between its thread and the
+ * caller's, equals the one-pass checksum, with data across piece borders. */
+static void test_mem_crc_job(void **state)
+{
+	const uint64_t size = 2 * MEM_CRC_JOB_PIECE + 5 * PAGE; /* a short last piece */
+	struct mem m;
+	struct mem_crc_job j;
+
+	(void)state;
+	mem_make(&m, size);
+	fill(m.p + MEM_CRC_JOB_PIECE - 3 * PAGE, 6 * PAGE, 8);
+	fill(m.p + 2 * MEM_CRC_JOB_PIECE - PAGE, 3 * PAGE, 9);
+	fill(m.p, PAGE, 10);
+	uint32_t want = crc_by_pread(&m);
+
+	assert_int_equal(mem_crc(m.p, m.fd, size), want);
+	assert_int_equal(mem_crc_job_start(&j, m.p, m.fd, size), 0);
+	assert_int_equal(mem_crc_job_finish(&j), want); /* at once: both threads work */
+	assert_int_equal(mem_crc_job_start(&j, m.p, -1, size), 0);
+	usleep(20000); /* the thread alone, most likely */
+	assert_int_equal(mem_crc_job_finish(&j), want);
+	mem_free(&m);
+}
+
 static void test_report_json(void **state)
 {
 	struct mig_report *r = calloc(1, sizeof(*r));
@@ -566,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_mem_crc_holes),
 		cmocka_unit_test(test_mem_crc_cache),
 		cmocka_unit_test(test_mem_crc_cache_zero),
+		cmocka_unit_test(test_mem_crc_job),
 		cmocka_unit_test(test_report_json),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_migrate_unix),
