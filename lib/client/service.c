@@ -39,7 +39,8 @@ static void *service_main(void *arg)
 
 	for (;;) {
 		struct wire_msg m;
-		int r = wire_next_command(ch, &m, -1);
+		/* On the main channel, callers receive their own replies. */
+		int r = c->twin ? wire_next_command(ch, &m, -1) : wire_wait_command(ch, &m);
 		if (r < 0) {
 			log_debug("%s: service thread stops: %s", c->name, strerror(-r));
 			/* Without its twin socket the server cannot reach guest

@@ -165,6 +165,8 @@ struct ferry_device {
 	int epoll_fd;
 	int stop_fd;
 	atomic_bool is_stopping;
+	bool is_burst;          /* ferry_device_run polls between commands */
+	int64_t last_reply_ns;  /* CLOCK_MONOTONIC when the last command was done */
 	pthread_t thread;
 	bool has_thread;
 	struct conn *conn;

@@ -2,17 +2,18 @@
  * The wire channel (see wire.h for the concepts): framing, fd attribution,
  * reply routing and the command backlog.
  *
- * Locking: `lock` guards the pending table, the backlog, `rx_busy` and
- * `dead`. Exactly one thread at a time reads the transport (the one that set
- * rx_busy); it drops `lock` while it reads, so the rx state below the
- * "receiver only" line needs no lock. `send_lock` keeps whole messages from
- * interleaving on the socket.
+ * Locking: `lock` guards the pending table, the backlog, `rx_busy`, `dead`
+ * and the call counters. Exactly one thread at a time reads the transport
+ * (the one that set rx_busy); it drops `lock` while it reads, so the rx
+ * state below the "receiver only" line needs no lock. `send_lock` keeps
+ * whole messages from interleaving on the socket.
  */
 #include "wire/wire.h"
 #include "util/checked.h"
 #include "util/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,11 @@
 #define MAX_PENDING 64
 #define MAX_FD_BATCHES 4
 #define DEFAULT_TIMEOUT_MS 30000
+/* How long wire_wait_command stays off the socket after the last call it
+ * saw start: far longer than the gap between back-to-back calls, so a burst
+ * of calls never finds it there, and short enough that a command the peer
+ * sends just after the burst (with no call left to queue it) waits little. */
+#define WAIT_CMD_IDLE_MS 2
 
 /* fds received by one recvmsg, with the stream offsets that read covered. */
 struct fd_batch {
@@ -58,11 +64,14 @@ struct wire_chan {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	pthread_cond_t cmd_cond; /* a command was queued, or the channel died */
 	pthread_mutex_t send_lock;
 	bool rx_busy;
 	bool notify_raised; /* notify_fd was written and not yet cleared */
 	int dead;
 	struct pending pend[MAX_PENDING];
+	unsigned ncalls;   /* wire_call()s in progress */
+	uint64_t call_seq; /* wire_call()s ever started */
 	uint16_t next_id;
 	struct backlog_node *bl_head, **bl_tail;
 
@@ -125,6 +134,7 @@ int wire_chan_create(struct wire_transport *tr, const struct wire_chan_opts *opt
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&ch->cond, &ca);
+	pthread_cond_init(&ch->cmd_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	*out = ch;
 	return 0;
@@ -149,6 +159,7 @@ void wire_chan_destroy(struct wire_chan *ch)
 	if (ch->notify_fd >= 0)
 		close(ch->notify_fd);
 	pthread_cond_destroy(&ch->cond);
+	pthread_cond_destroy(&ch->cmd_cond);
 	pthread_mutex_destroy(&ch->lock);
 	pthread_mutex_destroy(&ch->send_lock);
 	free(ch->rxbuf);
@@ -162,6 +173,7 @@ static void kill_locked(struct wire_chan *ch, int err)
 	ch->dead = err < 0 ? err : -ECONNRESET;
 	ch->tr->ops->shutdown(ch->tr);
 	pthread_cond_broadcast(&ch->cond);
+	pthread_cond_broadcast(&ch->cmd_cond);
 	if (ch->notify_fd >= 0) {
 		eventfd_write(ch->notify_fd, 1);
 		ch->notify_raised = true;
@@ -452,6 +464,7 @@ static bool route_locked(struct wire_chan *ch, struct wire_msg *m)
 		*ch->bl_tail = n;
 		ch->bl_tail = &n->next;
 		pthread_cond_broadcast(&ch->cond);
+		pthread_cond_broadcast(&ch->cmd_cond);
 		return true;
 	}
 	for (unsigned i = 0; i < MAX_PENDING; i++) {
@@ -591,6 +604,8 @@ int wire_call(struct wire_chan *ch, uint16_t cmd, const struct iovec *iov, int i
 	p->cmd = cmd;
 	uint16_t id = p->id;
 	int timeout = ch->timeout_ms;
+	ch->ncalls++;
+	ch->call_seq++;
 	pthread_mutex_unlock(&ch->lock);
 
 	r = send_msg(ch, id, cmd, VFIO_USER_F_TYPE_COMMAND, 0, iov, iovcnt, fds, nfds);
@@ -634,6 +649,15 @@ int wire_call(struct wire_chan *ch, uint16_t cmd, const struct iovec *iov, int i
 		memset(&p->msg, 0, sizeof(p->msg));
 	}
 	p->used = false;
+	ch->ncalls--;
+	if (!ch->rx_busy && ch->rx_pos != ch->rx_end && ch->notify_fd >= 0 &&
+	    !ch->notify_raised) {
+		/* Our last read also brought (part of) a later message: it
+		 * sits in the buffer, where a dispatcher polling the socket
+		 * cannot see it. */
+		eventfd_write(ch->notify_fd, 1);
+		ch->notify_raised = true;
+	}
 	pthread_mutex_unlock(&ch->lock);
 	return r;
 }
@@ -693,6 +717,82 @@ int wire_next_command(struct wire_chan *ch, struct wire_msg *cmd, int timeout_ms
 		}
 		if (!wire_msg_is_reply(&m) && !ch->bl_head) {
 			*cmd = m; /* the common case: no queue round trip */
+			r = 0;
+			break;
+		}
+		route_locked(ch, &m);
+	}
+	pthread_mutex_unlock(&ch->lock);
+	return r;
+}
+
+int wire_wait_command(struct wire_chan *ch, struct wire_msg *cmd)
+{
+	int fd = ch->tr->ops->fd(ch->tr), r;
+	bool is_readable = false;
+
+	if (fd < 0 || ch->notify_fd < 0)
+		return wire_next_command(ch, cmd, -1); /* nothing to poll */
+	memset(cmd, 0, sizeof(*cmd));
+	pthread_mutex_lock(&ch->lock);
+	uint64_t seen = ch->call_seq;
+	for (;;) {
+		struct backlog_node *n = backlog_pop_locked(ch);
+		if (n) {
+			*cmd = n->msg;
+			free(n);
+			r = 0;
+			break;
+		}
+		if (ch->dead) {
+			r = ch->dead;
+			break;
+		}
+		if (ch->notify_raised) {
+			eventfd_t v;
+			eventfd_read(ch->notify_fd, &v); /* backlog drained: clear */
+			ch->notify_raised = false;
+		}
+		if (ch->ncalls || ch->rx_busy || ch->call_seq != seen) {
+			/* Callers are receiving (or just were): they queue what is
+			 * ours and signal cmd_cond. Waiting on `cond` instead would
+			 * cost every call a futex wake. */
+			struct timespec deadline;
+			seen = ch->call_seq;
+			is_readable = false;
+			deadline_after(&deadline, WAIT_CMD_IDLE_MS);
+			pthread_cond_timedwait(&ch->cmd_cond, &ch->lock, &deadline);
+			continue;
+		}
+		if (!is_readable && ch->rx_pos == ch->rx_end) {
+			/* Wait for input without the receiver role, so that a call
+			 * starting meanwhile reads its reply itself (one wake-up)
+			 * instead of through us and `cond` (two). notify_fd (clear
+			 * now) wakes us for a command such a call queues for us. */
+			pthread_mutex_unlock(&ch->lock);
+			struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+					      {.fd = ch->notify_fd, .events = POLLIN}};
+			int pr = poll(p, 2, -1);
+			int e = errno;
+			pthread_mutex_lock(&ch->lock);
+			if (pr < 0 && e != EINTR) {
+				log_err("%s: poll for commands: %s", ch->name, strerror(e));
+				kill_locked(ch, -e);
+			}
+			is_readable = pr > 0;
+			continue; /* a call that started meanwhile takes precedence */
+		}
+		is_readable = false;
+		struct wire_msg m;
+		r = receive_locked(ch, &m, 0);
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0) {
+			r = ch->dead;
+			break;
+		}
+		if (!wire_msg_is_reply(&m) && !ch->bl_head) {
+			*cmd = m;
 			r = 0;
 			break;
 		}

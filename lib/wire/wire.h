@@ -110,6 +110,15 @@ int wire_call_simple(struct wire_chan *ch, uint16_t cmd, const void *req, size_t
  * (-EAGAIN when none is ready). Returns 0 with @cmd filled, or a negative
  * errno (the channel's error once it is dead). */
 int wire_next_command(struct wire_chan *ch, struct wire_msg *cmd, int timeout_ms);
+/* wire_next_command(-1) for a thread that takes the peer's commands on a
+ * channel where other threads make calls (a client without a twin socket).
+ * It never blocks in a receive: it polls the transport while no call is in
+ * progress and leaves receiving to the callers while calls go on (they queue
+ * its commands), so a caller reads its own reply with one wake-up. The cost
+ * is latency for a command that arrives just after a burst of calls: up to
+ * a few ms (WAIT_CMD_IDLE_MS). Falls back to wire_next_command when there is
+ * no fd to poll. */
+int wire_wait_command(struct wire_chan *ch, struct wire_msg *cmd);
 
 /* Replies to @req with payload @iov and @fds (not consumed). Does nothing
  * for a command sent with No_reply. */

@@ -175,6 +175,107 @@ static void test_backlog(void **state)
 	free_pair(&p);
 }
 
+/* wire_wait_command beside callers: commands the peer sends during a call,
+ * just after one, and while nothing is going on all reach the dispatcher,
+ * every caller gets its own reply, and a call whose reply waits for the
+ * dispatcher to answer the peer completes. */
+static void *commands_around_replies(void *arg)
+{
+	struct wire_chan *ch = arg;
+	for (;;) {
+		struct wire_msg m;
+		if (wire_next_command(ch, &m, -1) < 0 || m.hdr.cmd == 99) {
+			wire_msg_release(&m);
+			return NULL;
+		}
+		wire_send_command(ch, 30, true, NULL, 0, NULL, 0); /* during the call */
+		/* a request the dispatcher must answer before we reply (a
+		 * device's DMA_READ from inside a REGION_READ) */
+		if (m.hdr.cmd == 21 && wire_call(ch, 33, NULL, 0, NULL, 0, NULL) < 0) {
+			wire_msg_release(&m);
+			return NULL;
+		}
+		wire_reply(ch, &m, m.payload ? &(struct iovec){m.payload, m.len} : NULL,
+			   m.payload ? 1 : 0, NULL, 0);
+		wire_send_command(ch, 31, true, NULL, 0, NULL, 0); /* after it */
+		wire_msg_release(&m);
+	}
+}
+
+struct dispatcher {
+	struct wire_chan *ch;
+	pthread_mutex_t mx;
+	unsigned seen[3]; /* commands 30, 31, 32 */
+};
+
+static void *dispatcher_main(void *arg)
+{
+	struct dispatcher *d = arg;
+	struct wire_msg m;
+	while (wire_wait_command(d->ch, &m) == 0) {
+		pthread_mutex_lock(&d->mx);
+		if (m.hdr.cmd >= 30 && m.hdr.cmd <= 32)
+			d->seen[m.hdr.cmd - 30]++;
+		pthread_mutex_unlock(&d->mx);
+		if (m.hdr.cmd == 33)
+			wire_reply(d->ch, &m, NULL, 0, NULL, 0);
+		wire_msg_release(&m);
+	}
+	return NULL;
+}
+
+static bool wait_seen(struct dispatcher *d, unsigned i, unsigned want)
+{
+	for (int ms = 0; ms < 5000; ms++) {
+		pthread_mutex_lock(&d->mx);
+		unsigned n = d->seen[i];
+		pthread_mutex_unlock(&d->mx);
+		if (n == want)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static void test_wait_command(void **state)
+{
+	(void)state;
+	enum { CALLS = 300 };
+	struct pair p;
+	pthread_t srv, disp;
+	struct dispatcher d = {.mx = PTHREAD_MUTEX_INITIALIZER};
+	make_pair(&p, false);
+	d.ch = p.a;
+	pthread_create(&srv, NULL, commands_around_replies, p.b);
+	pthread_create(&disp, NULL, dispatcher_main, &d);
+
+	for (int i = 0; i < CALLS; i++) {
+		struct wire_msg r;
+		assert_int_equal(wire_call_simple(p.a, 20, &i, sizeof(i), &r), 0);
+		assert_int_equal(r.len, sizeof(i));
+		assert_memory_equal(r.payload, &i, sizeof(i));
+		wire_msg_release(&r);
+		if (i % 100 == 0)
+			usleep(5000); /* let the dispatcher go back to the socket */
+	}
+	for (int i = 0; i < CALLS; i++) {
+		assert_int_equal(wire_call_simple(p.a, 21, NULL, 0, NULL), 0);
+		if (i % 2)
+			usleep(3000); /* the dispatcher is back in poll */
+	}
+	assert_true(wait_seen(&d, 0, 2 * CALLS));
+	assert_true(wait_seen(&d, 1, 2 * CALLS));
+	usleep(10000); /* idle: no caller will read the next one */
+	assert_true(wire_send_command(p.b, 32, true, NULL, 0, NULL, 0) >= 0);
+	assert_true(wait_seen(&d, 2, 1));
+
+	wire_send_command(p.a, 99, true, NULL, 0, NULL, 0);
+	pthread_join(srv, NULL);
+	wire_chan_kill(p.a, -ECONNRESET);
+	pthread_join(disp, NULL);
+	free_pair(&p);
+}
+
 static void test_framing_errors(void **state)
 {
 	(void)state;
@@ -312,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_call_reply),
 		cmocka_unit_test(test_fd_attribution),
 		cmocka_unit_test(test_backlog),
+		cmocka_unit_test(test_wait_command),
 		cmocka_unit_test(test_framing_errors),
 		cmocka_unit_test(test_caps_parse),
 		cmocka_unit_test(test_version),
