@@ -411,8 +411,10 @@ static int bench_demo(int run_s, struct demo_result *res)
 	}
 	const char *fill[] = {"--fill", "64M", NULL};
 
+	const char *prealloc[] = {"--prealloc", NULL}; /* as tools/demo.sh */
+
 	if (start_host(&a, "demo-src", "256M", src_args, 4, false, fill) < 0 ||
-	    start_host(&b, "demo-dst", "256M", dst_args, 4, true, NULL) < 0)
+	    start_host(&b, "demo-dst", "256M", dst_args, 4, true, prealloc) < 0)
 		return -EIO;
 	sleep((unsigned)run_s);
 	r = migrate(&a, b.uri);

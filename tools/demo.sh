@@ -4,7 +4,9 @@
 #   source:      2 x ferry-dev-dma, 2 x ferry-dev-vram --size 64M,
 #                ferry host --mem 256M (workloads running)
 #   destination: 4 fresh device servers of the same kinds,
-#                ferry host --mem 256M --incoming tcp:127.0.0.1:PORT
+#                ferry host --mem 256M --prealloc --incoming tcp:127.0.0.1:PORT
+#                (memory resident before the stream arrives, as a VMM
+#                prepares an incoming guest)
 #
 # The workloads run a few seconds, `ferry migrate` moves the guest (progress
 # on stderr, report on stdout), the workloads go on at the destination, and
@@ -109,7 +111,7 @@ start src-host "$ferry" host --mem "$mem" $(devices src) --control "$dir/src.ctl
 src_pid=$last_pid
 # shellcheck disable=SC2046
 start dst-host "$ferry" host --mem "$mem" $(devices dst) --control "$dir/dst.ctl" \
-	--incoming tcp:127.0.0.1:0
+	--prealloc --incoming tcp:127.0.0.1:0
 dst_pid=$last_pid
 wait_socket "$dir/src.ctl" "$src_pid" || fail "the source host did not start"
 wait_socket "$dir/dst.ctl" "$dst_pid" || fail "the destination host did not start"
