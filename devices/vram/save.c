@@ -147,15 +147,18 @@ void vram_save_begin(struct vram *v, bool precopy)
 	dirty_clear_all(&v->dirty);
 	if (precopy) {
 		/* Which pages hold data now, for initial_bytes: the stream sends
-		 * holes as 16-byte zero records, and a fresh VRAM is all hole.
-		 * One mincore() (and no lseek() without swap): ~0.1 ms for
-		 * 64 MiB. The engine may fill holes meanwhile: such pages go out
-		 * as dirty data (stage_live_page()). */
+		 * holes and zero pages as 16-byte zero records. A fresh VRAM is
+		 * all hole; one that was a migration's destination is resident
+		 * (load.c populates it), zero pages included. One mincore() (and
+		 * no lseek() without swap): ~0.1 ms for 64 MiB; the zero check
+		 * reads only resident pages. The engine may fill pages meanwhile:
+		 * those go out as dirty data (stage_live_page()). */
 		struct vram_hole_cursor holes;
 
 		vram_hole_cursor_whole(v, &holes, s->resident);
 		for (uint64_t p = 0; p < v->npages; p++) {
-			if (!vram_page_is_hole(v, &holes, p)) {
+			if (!vram_page_is_hole(v, &holes, p) &&
+			    !page_is_zero(v->mem + p * VRAM_PAGE_SIZE)) {
 				bitmap_set(s->init_data, p);
 				s->init_data_left++;
 			}

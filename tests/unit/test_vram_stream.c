@@ -593,6 +593,16 @@ static void test_initial_bytes(void **state)
 	assert_int_equal(initial, initial_estimate(src->npages, 0));
 	vram_destroy(src);
 
+	/* Resident but zero (as after being a migration's destination, which
+	 * populates VRAM): zero pages go out as zero records, and count so. */
+	src = make("src", TEST_SIZE);
+	memset(src->mem, 0, TEST_SIZE);
+	fill_some(src, 8);
+	walk(src, FERRY_MIG_PRE_COPY);
+	assert_int_equal(ops->precopy_info(src, &initial, &dirty), 0);
+	assert_int_equal(initial, initial_estimate(src->npages, data_pages_filled(src)));
+	vram_destroy(src);
+
 	/* A fresh source each time: comparing VRAMs allocates their holes. */
 	for (int pass = 0; pass < 2; pass++) {
 		size_t read = 0;
