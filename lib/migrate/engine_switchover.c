@@ -54,14 +54,18 @@ static int stop_devices(struct mig_source *s)
 	return 0;
 }
 
+static void step_done(struct mig_source *s, const char *name, int64_t *t);
+
 /* The last pages: what the last round left dirty plus what was written
- * since, now that nothing can write any more. */
-static int final_pages(struct mig_source *s)
+ * since, now that nothing can write any more. Two steps of the report: the
+ * devices' dirty reports, then the pages. */
+static int final_pages(struct mig_source *s, int64_t *t)
 {
 	uint64_t n = 0;
 
 	if (dirty_view_collect(s->cfg.dv) < 0)
 		return src_fail(s, -EIO, "collecting the last dirty pages");
+	step_done(s, "last dirty collection", t);
 	dirty_view_take(s->cfg.dv, s->scratch);
 	for (size_t w = 0; w < s->words; w++) {
 		s->bitmap[w] |= s->scratch[w];
@@ -176,7 +180,7 @@ int src_switchover(struct mig_source *s)
 	 * checksum it while the last pages and the device data go out. */
 	if (has_crc)
 		mem_crc_job_start(&job, s->cfg.mem.base, s->mem_fd, s->cfg.mem.size);
-	rc = final_pages(s);
+	rc = final_pages(s, &t);
 	if (rc == 0) {
 		step_done(s, "last dirty pages", &t);
 		rc = stopcopy_devices(s);
