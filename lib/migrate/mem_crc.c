@@ -89,13 +89,14 @@ int mem_next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *
 bool mem_fd_usable(int fd, uint64_t size)
 {
 	struct stat st;
-	uint64_t d, e;
 
 	/* A regular file (a memfd is one) at least as large as guest memory:
-	 * not a zero-initialised config's fd 0, a pipe or a device. */
+	 * not a zero-initialised config's fd 0, a pipe or a device. SEEK_DATA
+	 * alone tells whether the file system answers: a SEEK_HOLE here would
+	 * scan all of full memory (about 10 ms per GiB on the build VM). */
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < size)
 		return false;
-	if (mem_next_data(fd, 0, size, &d, &e) < 0) {
+	if (lseek(fd, 0, SEEK_DATA) < 0 && errno != ENXIO) {
 		log_info("migration: guest memory fd %d does not tell holes (SEEK_DATA): every "
 			 "page is read", fd);
 		return false;
