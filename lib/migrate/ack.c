@@ -32,20 +32,33 @@ int mig_ack_send(struct mig_transport *t, int status, const char *msg, int timeo
 	return mig_transport_write_all(t, iov, 2, timeout_ms);
 }
 
-int mig_ack_recv(struct mig_transport *t, int timeout_ms, int *status, char *msg,
-		 size_t msgcap)
+int mig_ack_send_round(struct mig_transport *t, uint32_t round, int timeout_ms)
+{
+	uint8_t h[MIG_ACK_HEADER_LEN];
+
+	if (!t)
+		return -EINVAL;
+	if (!t->has_backchannel)
+		return -EOPNOTSUPP;
+	memcpy(h, MIG_ROUND_ACK_MAGIC, 8);
+	mig_put_le32(h + 8, round);
+	mig_put_le32(h + 12, 0);
+	mig_put_le32(h + 16, (uint32_t)crc32_z(0, h, 16));
+	return mig_transport_write(t, h, sizeof(h), timeout_ms);
+}
+
+/*
+ * Reads one back-channel frame: a round ack (*@round set, returns 1) or
+ * the final ack (*@status and @msg set, returns 0); or a negative errno.
+ */
+static int read_frame(struct mig_transport *t, int timeout_ms, uint32_t *round, int *status,
+		      char *msg, size_t msgcap)
 {
 	uint8_t h[MIG_ACK_HEADER_LEN];
 	char text[MIG_ACK_MSG_MAX];
 	uint32_t st, n, crc;
 	ssize_t got;
 
-	if (!t || !status)
-		return -EINVAL;
-	if (!t->has_backchannel) {
-		log_err("migration %s: no back-channel for the acknowledgement", t->desc);
-		return -EOPNOTSUPP;
-	}
 	got = mig_transport_read_full(t, h, sizeof(h), timeout_ms);
 	if (got < 0)
 		return (int)got;
@@ -53,6 +66,15 @@ int mig_ack_recv(struct mig_transport *t, int timeout_ms, int *status, char *msg
 		log_err("migration %s: the destination closed the connection without an acknowledgement (%zd of %u bytes)",
 			t->desc, got, MIG_ACK_HEADER_LEN);
 		return -ENODATA;
+	}
+	if (memcmp(h, MIG_ROUND_ACK_MAGIC, 8) == 0) {
+		if (mig_get_le32(h + 12) != 0 ||
+		    (uint32_t)crc32_z(0, h, 16) != mig_get_le32(h + 16)) {
+			log_err("migration %s: a round acknowledgement is damaged", t->desc);
+			return -EBADMSG;
+		}
+		*round = mig_get_le32(h + 8);
+		return 1;
 	}
 	if (memcmp(h, MIG_ACK_MAGIC, 8) != 0) {
 		log_err("migration %s: the acknowledgement has a bad magic", t->desc);
@@ -86,4 +108,45 @@ int mig_ack_recv(struct mig_transport *t, int timeout_ms, int *status, char *msg
 		msg[k] = '\0';
 	}
 	return 0;
+}
+
+int mig_ack_wait_round(struct mig_transport *t, uint32_t round, int timeout_ms, int *status,
+		       char *msg, size_t msgcap)
+{
+	uint32_t got_round = 0;
+	int rc;
+
+	if (!t || !status)
+		return -EINVAL;
+	if (!t->has_backchannel)
+		return -EOPNOTSUPP;
+	do {
+		rc = read_frame(t, timeout_ms, &got_round, status, msg, msgcap);
+		if (rc == 0)
+			return 1; /* the final ack, early */
+	} while (rc == 1 && got_round < round);
+	if (rc == 1 && got_round > round) {
+		log_err("migration %s: round %u acknowledged while waiting for round %u", t->desc,
+			got_round, round);
+		return -EPROTO;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+int mig_ack_recv(struct mig_transport *t, int timeout_ms, int *status, char *msg,
+		 size_t msgcap)
+{
+	uint32_t round;
+	int rc;
+
+	if (!t || !status)
+		return -EINVAL;
+	if (!t->has_backchannel) {
+		log_err("migration %s: no back-channel for the acknowledgement", t->desc);
+		return -EOPNOTSUPP;
+	}
+	do
+		rc = read_frame(t, timeout_ms, &round, status, msg, msgcap);
+	while (rc == 1); /* rounds the source did not wait for */
+	return rc;
 }

@@ -249,7 +249,7 @@ static int check_manifest(struct mig_dest *d, const struct mig_manifest *m)
 	return 0;
 }
 
-static void round_end(struct mig_dest *d, const struct mig_section *s)
+static int round_end(struct mig_dest *d, const struct mig_section *s)
 {
 	struct mig_round_report *rr = mig_report_add_round(d->rep);
 	uint64_t off = mig_stream_reader_offset(d->r);
@@ -265,9 +265,25 @@ static void round_end(struct mig_dest *d, const struct mig_section *s)
 	}
 	d->round_offset = off;
 	d->round_zero = d->round_dev = 0;
+	/* Applied means loaded by the devices too; then the source may pause
+	 * (ack.h: round ack). */
+	for (unsigned i = 0; i < d->ndev; i++) {
+		int rc = dest_feed_drain(d->feed[i]);
+
+		if (rc < 0)
+			return dest_fail(d, rc, "device %u (%s) refused its data", i,
+					 d->dev[i].name);
+	}
+	if (d->t->has_backchannel) {
+		int rc = mig_ack_send_round(d->t, s->u.round_end.round, d->io_timeout_ms);
+
+		if (rc < 0)
+			return dest_fail(d, rc, "acknowledging round %u", s->u.round_end.round);
+	}
 	d->t_round = eng_now_ns();
 	/* The guest is still running on the source: checksum what this round
-	 * loaded now, outside the downtime. */
+	 * loaded now, outside the downtime (and after the round ack, which the
+	 * source may be waiting for). */
 	mem_crc_cache_refresh(&d->cc);
 	d->prog.round = s->u.round_end.round;
 	d->prog.dirty_pages = s->u.round_end.dirty_remaining;
@@ -275,6 +291,7 @@ static void round_end(struct mig_dest *d, const struct mig_section *s)
 	d->prog.is_round_end = true;
 	dest_progress(d, MIG_PHASE_PRECOPY);
 	d->prog.is_round_end = false;
+	return 0;
 }
 
 static int apply(struct mig_dest *d, const struct mig_section *s)
@@ -310,8 +327,7 @@ static int apply(struct mig_dest *d, const struct mig_section *s)
 		d->nended++; /* the reader checked the total */
 		return 0;
 	case MIG_SEC_ROUND_END:
-		round_end(d, s);
-		return 0;
+		return round_end(d, s);
 	case MIG_SEC_SWITCHOVER:
 		d->has_switchover = true;
 		d->t_switch = eng_now_ns();

@@ -17,6 +17,7 @@
 #include <ferry/client.h>
 #include <ferry/client_migration.h>
 
+#include "migrate/ack.h"
 #include "migrate/uri.h"
 #include "util/crc32.h"
 #include "util/log.h"
@@ -516,6 +517,31 @@ static bool all_drained(const struct mig_source *s)
 }
 
 /*
+ * Before the pause: the destination has applied everything up to the last
+ * ROUND_END (ack.h, round ack). Whatever it still had to load would
+ * otherwise be loaded after the pause, inside the downtime; now the guest
+ * runs meanwhile, and what it dirties goes into the stop-copy part.
+ */
+static int wait_caught_up(struct mig_source *s, uint32_t round)
+{
+	char msg[MIG_ACK_MSG_MAX + 1] = "";
+	int64_t t0 = eng_now_ns();
+	int status = 0, rc;
+
+	if (!s->t->has_backchannel)
+		return 0;
+	rc = mig_ack_wait_round(s->t, round, s->ack_timeout_ms, &status, msg, sizeof(msg));
+	if (rc == 1) /* the destination gave up and said why */
+		return src_fail(s, status ? -status : -EPROTO,
+				"the destination refused the migration (%s)", msg);
+	if (rc < 0)
+		return src_fail(s, rc, "waiting for the destination to apply round %u", round);
+	log_info("migration to %s: the destination applied round %u %.1f ms after it was sent",
+		 s->uri, round, eng_ms_since(t0));
+	return 0;
+}
+
+/*
  * One pre-copy round: the pages in s->bitmap and the devices' pre-copy
  * data; then the next dirty set is collected into s->bitmap and the
  * downtime predicted. Sets *@done when the migration should switch over.
@@ -638,8 +664,12 @@ int mig_source_run(struct mig_source *s, struct mig_report *report)
 	src_progress(s, MIG_PHASE_SETUP);
 
 	rc = setup(s);
-	for (uint32_t round = 1; rc == 0 && !done; round++)
-		rc = precopy_round(s, round, &done);
+	uint32_t round = 0;
+
+	while (rc == 0 && !done)
+		rc = precopy_round(s, ++round, &done);
+	if (rc == 0)
+		rc = wait_caught_up(s, round);
 	if (rc == 0)
 		rc = src_switchover(s);
 	if (rc < 0 || !s->has_backchannel)

@@ -22,7 +22,7 @@
 #define MIG_STREAM_MAGIC_LEN 8
 /* The one format version this build writes and reads (see the versioning
  * policy in docs/stream-format.md). */
-#define MIG_STREAM_VERSION 1u
+#define MIG_STREAM_VERSION 2u
 #define MIG_STREAM_HEADER_LEN 16u
 #define MIG_SECTION_HEADER_LEN 16u
 /* Bytes of the section header the crc covers (all but the crc itself). */

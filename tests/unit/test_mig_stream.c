@@ -639,7 +639,7 @@ static void test_small_stream_valid(void **state)
 	assert_int_equal(read_all(ss.bytes, ss.len, MAX_MEM), 0);
 	assert_int_equal(log_lines, 0);
 	/* The header, byte by byte (docs/stream-format.md). */
-	assert_memory_equal(ss.bytes, "FERRYMIG\1\0\0\0\x10\0\0\0", 16);
+	assert_memory_equal(ss.bytes, "FERRYMIG\2\0\0\0\x10\0\0\0", 16);
 	/* The first section is MANIFEST, seq 0, flags 0. */
 	assert_memory_equal(ss.bytes + 16, "\1\0\0\0", 4);
 	assert_memory_equal(ss.bytes + 24, "\0\0\0\0", 4);
@@ -730,7 +730,7 @@ static const char MANIFEST_1DEV[] =
 
 static void craft_start(struct craft *c)
 {
-	craft_header(c, 1);
+	craft_header(c, MIG_STREAM_VERSION);
 	craft(c, MIG_SEC_MANIFEST, MANIFEST_1DEV, strlen(MANIFEST_1DEV));
 }
 
@@ -825,9 +825,13 @@ static void test_bad_header(void **state)
 	c.buf[0] = 'X';
 	expect_refused(&c, -EBADMSG, "not a ferry migration stream");
 
-	craft_header(&c, 2);
+	/* Version 1 had no round acks: its source would misread ours. */
+	craft_header(&c, 1);
 	craft(&c, MIG_SEC_MANIFEST, MANIFEST_1DEV, strlen(MANIFEST_1DEV));
-	expect_refused(&c, -EPROTONOSUPPORT, "format version 2");
+	expect_refused(&c, -EPROTONOSUPPORT, "format version 1");
+	craft_header(&c, MIG_STREAM_VERSION + 1);
+	craft(&c, MIG_SEC_MANIFEST, MANIFEST_1DEV, strlen(MANIFEST_1DEV));
+	expect_refused(&c, -EPROTONOSUPPORT, "format version 3");
 
 	craft_start(&c);
 	mig_put_le32(c.buf + 12, 24);
@@ -851,7 +855,7 @@ static void test_oversize_lengths(void **state)
 		expect_refused(&c, -EMSGSIZE, "above the limit");
 	}
 	/* A manifest longer than 64 KiB. */
-	craft_header(&c, 1);
+	craft_header(&c, MIG_STREAM_VERSION);
 	craft_raw(&c, MIG_SEC_MANIFEST, 0, MIG_MANIFEST_MAX_LEN + 1, 0, NULL, 0);
 	expect_refused(&c, -EMSGSIZE, "above the limit");
 	/* Fixed-size sections with another length. */
@@ -947,7 +951,7 @@ static void test_order_rules(void **state)
 
 	(void)state;
 	/* Something before the manifest. */
-	craft_header(&c, 1);
+	craft_header(&c, MIG_STREAM_VERSION);
 	craft(&c, MIG_SEC_SWITCHOVER, NULL, 0);
 	expect_refused(&c, -EPROTO, "must open with a MANIFEST");
 	/* A second manifest. */
@@ -1092,7 +1096,7 @@ static void expect_manifest_refused(const char *json, int err, const char *needl
 {
 	struct craft c;
 
-	craft_header(&c, 1);
+	craft_header(&c, MIG_STREAM_VERSION);
 	craft(&c, MIG_SEC_MANIFEST, json, strlen(json));
 	int rc = read_all(c.buf, c.len, MAX_MEM);
 	if (rc != err)
@@ -1172,7 +1176,7 @@ static void test_manifest_schema(void **state)
 	expect_manifest_refused(big, -EBADMSG, "65 of them");
 	/* Not JSON at all, and with a NUL byte. */
 	struct craft c;
-	craft_header(&c, 1);
+	craft_header(&c, MIG_STREAM_VERSION);
 	craft(&c, MIG_SEC_MANIFEST, "{\"a\0", 4);
 	assert_int_equal(read_all(c.buf, c.len, MAX_MEM), -EBADMSG);
 	assert_logged_once("NUL");
@@ -1453,6 +1457,44 @@ static void test_ack(void **state)
 	mig_transport_close(a);
 }
 
+/* Round acks: waited for in order, skipped by the final ack's reader; a
+ * final ack while waiting for a round is the destination giving up. */
+static void test_round_ack(void **state)
+{
+	struct mig_transport *a, *b;
+	char msg[32];
+	int sv[2], st = -1;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(mig_transport_sock_create(sv[0], "src", &a), 0);
+	assert_int_equal(mig_transport_sock_create(sv[1], "dst", &b), 0);
+	for (uint32_t r = 1; r <= 3; r++)
+		assert_int_equal(mig_ack_send_round(b, r, 1000), 0);
+	assert_int_equal(mig_ack_wait_round(a, 2, 1000, &st, msg, sizeof(msg)), 0);
+	/* Round 3's is still there: the final ack's reader skips it. */
+	assert_int_equal(mig_ack_send(b, 0, "resumed", 1000), 0);
+	assert_int_equal(mig_ack_recv(a, 1000, &st, msg, sizeof(msg)), 0);
+	assert_int_equal(st, 0);
+	assert_string_equal(msg, "resumed");
+	/* Waiting for round 4, the destination gives up instead. */
+	assert_int_equal(mig_ack_send(b, EIO, "device 0 refused its data", 1000), 0);
+	assert_int_equal(mig_ack_wait_round(a, 4, 1000, &st, msg, sizeof(msg)), 1);
+	assert_int_equal(st, EIO);
+	assert_string_equal(msg, "device 0 refused its data");
+	/* A round ack from the future is a protocol error. */
+	assert_int_equal(mig_ack_send_round(b, 9, 1000), 0);
+	assert_int_equal(mig_ack_wait_round(a, 5, 1000, &st, NULL, 0), -EPROTO);
+	assert_logged_once("round 9 acknowledged");
+	/* A damaged one. */
+	uint8_t raw[20] = "FERRYRND";
+	assert_int_equal(mig_transport_write(b, raw, sizeof(raw), 1000), 0);
+	assert_int_equal(mig_ack_wait_round(a, 6, 1000, &st, NULL, 0), -EBADMSG);
+	assert_logged_once("round acknowledgement is damaged");
+	mig_transport_close(b);
+	mig_transport_close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1481,6 +1523,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transport_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iov_cursor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_ack, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("mig_stream", tests, NULL, NULL);
