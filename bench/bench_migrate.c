@@ -25,7 +25,10 @@
  *    measured_bandwidth_bytes_per_s, which its downtime prediction divides
  *    by). Aim: <= 1.5x.
  *
- * --quick: 256 MiB instead of 1 GiB, 1 s of workload instead of 3.
+ * Each figure is the median of MIG_RUNS migrations (for the downtime, the
+ * run with the median downtime, and its own floors).
+ *
+ * --quick: 256 MiB instead of 1 GiB, 1 s of workload instead of 3, one run.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -49,6 +52,9 @@
 #define START_TIMEOUT_MS 60000
 #define MIGRATE_TIMEOUT_MS 600000
 #define RAW_ROUNDS 3 /* the raw transfer is cheap: its median */
+/* Migrations per figure, the median reported: the 2-vCPU VM this runs on
+ * swings single runs by a third. */
+#define MIG_RUNS 3
 
 /* ---- the limit: raw TCP loopback, memory to memory ---- */
 
@@ -266,7 +272,7 @@ static int start_host(struct host *h, const char *name, const char *mem, char **
 /* Starts a device server; "dma" or "vram" with @size. Fills @arg with the
  * host's --device value. */
 static int start_device(const char *kind, const char *name, const char *size, char *arg,
-			size_t len)
+			size_t len, pid_t *out)
 {
 	char sock[256], sock_name[64];
 	pid_t pid;
@@ -285,6 +291,7 @@ static int start_device(const char *kind, const char *name, const char *size, ch
 	if (pid < 0)
 		return pid;
 	snprintf(arg, len, "%s:%s", kind, sock);
+	*out = pid;
 	return bproc_wait_path(sock, pid, START_TIMEOUT_MS);
 }
 
@@ -341,20 +348,23 @@ static double num(json_object *o, const char *key)
 
 /* ---- 1. idle guest throughput ---- */
 
-static int bench_idle(const char *mem, uint64_t bytes, struct bench_row *row)
+static int bench_idle(const char *mem, uint64_t bytes, int run, double *gib_per_s)
 {
 	struct host a, b;
+	char src_name[32], dst_name[32];
 	const char *src_opts[] = {"--fill", mem, "--fill-dense", "--prealloc", NULL};
 	const char *dst_opts[] = {"--prealloc", NULL};
 	int rc = -EIO;
 	json_object *r;
 
-	if (start_host(&a, "idle-src", mem, NULL, 0, false, src_opts) < 0 ||
-	    start_host(&b, "idle-dst", mem, NULL, 0, true, dst_opts) < 0)
+	snprintf(src_name, sizeof(src_name), "idle-src%d", run);
+	snprintf(dst_name, sizeof(dst_name), "idle-dst%d", run);
+	if (start_host(&a, src_name, mem, NULL, 0, false, src_opts) < 0 ||
+	    start_host(&b, dst_name, mem, NULL, 0, true, dst_opts) < 0)
 		return -EIO;
 	r = migrate(&a, b.uri);
 	if (r) {
-		row->value = (double)bytes / (num(r, "total_ms") / 1000.0) / (1u << 30);
+		*gib_per_s = (double)bytes / (num(r, "total_ms") / 1000.0) / (1u << 30);
 		rc = 0;
 		json_object_put(r);
 	}
@@ -390,21 +400,24 @@ struct demo_result {
 	double bandwidth; /* the report's measured_bandwidth_bytes_per_s */
 };
 
-static int bench_demo(int run_s, struct demo_result *res)
+static int bench_demo(int run_s, int run, struct demo_result *res)
 {
 	static const char *const kinds[] = {"dma", "dma", "vram", "vram"};
 	char src_dev[4][300], dst_dev[4][300], name[32];
 	char *src_args[4], *dst_args[4];
+	pid_t pids[8] = {0};
 	struct host a, b;
 	json_object *r;
 	int rc = -EIO;
 
 	for (int i = 0; i < 4; i++) {
-		snprintf(name, sizeof(name), "src-%s%d", kinds[i], i);
-		if (start_device(kinds[i], name, "64M", src_dev[i], sizeof(src_dev[i])) < 0)
+		snprintf(name, sizeof(name), "r%d-src-%s%d", run, kinds[i], i);
+		if (start_device(kinds[i], name, "64M", src_dev[i], sizeof(src_dev[i]),
+				 &pids[2 * i]) < 0)
 			return -EIO;
-		snprintf(name, sizeof(name), "dst-%s%d", kinds[i], i);
-		if (start_device(kinds[i], name, "64M", dst_dev[i], sizeof(dst_dev[i])) < 0)
+		snprintf(name, sizeof(name), "r%d-dst-%s%d", run, kinds[i], i);
+		if (start_device(kinds[i], name, "64M", dst_dev[i], sizeof(dst_dev[i]),
+				 &pids[2 * i + 1]) < 0)
 			return -EIO;
 		src_args[i] = src_dev[i];
 		dst_args[i] = dst_dev[i];
@@ -413,8 +426,12 @@ static int bench_demo(int run_s, struct demo_result *res)
 
 	const char *prealloc[] = {"--prealloc", NULL}; /* as tools/demo.sh */
 
-	if (start_host(&a, "demo-src", "256M", src_args, 4, false, fill) < 0 ||
-	    start_host(&b, "demo-dst", "256M", dst_args, 4, true, prealloc) < 0)
+	char src_name[32], dst_name[32];
+
+	snprintf(src_name, sizeof(src_name), "demo-src%d", run);
+	snprintf(dst_name, sizeof(dst_name), "demo-dst%d", run);
+	if (start_host(&a, src_name, "256M", src_args, 4, false, fill) < 0 ||
+	    start_host(&b, dst_name, "256M", dst_args, 4, true, prealloc) < 0)
 		return -EIO;
 	sleep((unsigned)run_s);
 	r = migrate(&a, b.uri);
@@ -427,6 +444,9 @@ static int bench_demo(int run_s, struct demo_result *res)
 	}
 	bproc_stop(a.pid, 5000);
 	bproc_stop(b.pid, 5000);
+	for (int i = 0; i < 8; i++) /* the next run starts from a quiet machine */
+		if (pids[i] > 0)
+			bproc_stop(pids[i], 5000);
 	return rc;
 }
 
@@ -461,7 +481,14 @@ int main(int argc, char **argv)
 		.limit = raw,
 		.aim = ">= 0.80",
 	};
-	if (bench_idle(mem, bytes, &idle) == 0) {
+	int runs = o.quick ? 1 : MIG_RUNS, ok = 0;
+	double rates[MIG_RUNS];
+
+	for (int i = 0; i < runs; i++)
+		if (bench_idle(mem, bytes, i, &rates[ok]) == 0)
+			ok++;
+	if (ok == runs) {
+		idle.value = bench_median(rates, runs);
 		idle.ratio = idle.value / raw;
 		bench_report(&o, &idle, 1);
 	} else {
@@ -472,9 +499,22 @@ int main(int argc, char **argv)
 	/* Two floors for the same downtime: at the link's speed (raw TCP
 	 * above: what no migration can beat) and at the speed this migration
 	 * measured while sending its rounds (the floor its prediction uses). */
-	struct demo_result d;
+	struct demo_result runs_d[MIG_RUNS], d;
 
-	if (bench_demo(o.quick ? 1 : 3, &d) == 0) {
+	ok = 0;
+	for (int i = 0; i < runs; i++)
+		if (bench_demo(o.quick ? 1 : 3, i, &runs_d[ok]) == 0)
+			ok++;
+	if (ok == runs) {
+		/* The run with the median downtime, with its own floors. */
+		for (int i = 1; i < runs; i++)
+			for (int k = i; k > 0 && runs_d[k].downtime_ms < runs_d[k - 1].downtime_ms; k--) {
+				struct demo_result t = runs_d[k];
+
+				runs_d[k] = runs_d[k - 1];
+				runs_d[k - 1] = t;
+			}
+		d = runs_d[runs / 2];
 		double at_raw = d.switchover_bytes / (raw * (1u << 30)) * 1000.0;
 		double at_mig = d.bandwidth > 0 ? d.switchover_bytes / d.bandwidth * 1000.0 : 0;
 		struct bench_row rows[2] = {
