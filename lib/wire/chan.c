@@ -669,6 +669,28 @@ int wire_call_simple(struct wire_chan *ch, uint16_t cmd, const void *req, size_t
 	return wire_call(ch, cmd, &iov, req_len ? 1 : 0, NULL, 0, reply);
 }
 
+/* A queued command into @cmd (1), the channel's death (its error), or
+ * nothing queued (0: notify_fd is clear then). Lock held. */
+static int take_queued_locked(struct wire_chan *ch, struct wire_msg *cmd)
+{
+	struct backlog_node *n = backlog_pop_locked(ch);
+
+	if (n) {
+		*cmd = n->msg;
+		free(n);
+		return 1;
+	}
+	if (ch->dead)
+		return ch->dead;
+	if (ch->notify_raised) {
+		eventfd_t v;
+
+		eventfd_read(ch->notify_fd, &v); /* backlog drained: clear */
+		ch->notify_raised = false;
+	}
+	return 0;
+}
+
 int wire_next_command(struct wire_chan *ch, struct wire_msg *cmd, int timeout_ms)
 {
 	struct timespec deadline;
@@ -679,21 +701,10 @@ int wire_next_command(struct wire_chan *ch, struct wire_msg *cmd, int timeout_ms
 		deadline_after(&deadline, timeout_ms);
 	pthread_mutex_lock(&ch->lock);
 	for (;;) {
-		struct backlog_node *n = backlog_pop_locked(ch);
-		if (n) {
-			*cmd = n->msg;
-			free(n);
-			r = 0;
+		r = take_queued_locked(ch, cmd);
+		if (r != 0) {
+			r = r > 0 ? 0 : r;
 			break;
-		}
-		if (ch->dead) {
-			r = ch->dead;
-			break;
-		}
-		if (ch->notify_raised) {
-			eventfd_t v;
-			eventfd_read(ch->notify_fd, &v); /* backlog drained: clear */
-			ch->notify_raised = false;
 		}
 		int left = timeout_ms > 0 ? ms_until(&deadline) : timeout_ms;
 		if (ch->rx_busy) {
@@ -737,21 +748,10 @@ int wire_wait_command(struct wire_chan *ch, struct wire_msg *cmd)
 	pthread_mutex_lock(&ch->lock);
 	uint64_t seen = ch->call_seq;
 	for (;;) {
-		struct backlog_node *n = backlog_pop_locked(ch);
-		if (n) {
-			*cmd = n->msg;
-			free(n);
-			r = 0;
+		r = take_queued_locked(ch, cmd);
+		if (r != 0) {
+			r = r > 0 ? 0 : r;
 			break;
-		}
-		if (ch->dead) {
-			r = ch->dead;
-			break;
-		}
-		if (ch->notify_raised) {
-			eventfd_t v;
-			eventfd_read(ch->notify_fd, &v); /* backlog drained: clear */
-			ch->notify_raised = false;
 		}
 		if (ch->ncalls || ch->rx_busy || ch->call_seq != seen) {
 			/* Callers are receiving (or just were): they queue what is
