@@ -297,7 +297,6 @@ static void measure_crc_rate(struct mig_source *s)
 
 	if (sys != 4096)
 		return; /* vec[] is sized for 4 KiB system pages */
-
 	if (s->mem_fd >= 0) {
 		off_t o = lseek(s->mem_fd, 0, SEEK_DATA);
 
@@ -318,7 +317,9 @@ static void measure_crc_rate(struct mig_source *s)
 		return;
 	t0 = eng_now_ns();
 	(void)ferry_crc32(0, s->cfg.mem.base + d, n);
-	s->crc_bytes_per_s = (double)n / ((double)(eng_now_ns() - t0) / 1e9);
+	t0 = eng_now_ns() - t0;
+	if (t0 > 0)
+		s->crc_bytes_per_s = (double)n / ((double)t0 / 1e9);
 }
 
 static int setup(struct mig_source *s)
@@ -376,6 +377,7 @@ static int setup(struct mig_source *s)
 	s->is_tracking = true;
 	dirty_view_mark_all(s->cfg.dv);
 	dirty_view_take(s->cfg.dv, s->bitmap); /* round 1: everything... */
+	s->data_bytes = s->cfg.mem.size; /* (less the holes, when the fd tells them) */
 	if (s->mem_fd >= 0)
 		rc = leave_out_holes(s); /* ...that was ever written */
 	if (rc < 0)
