@@ -10,6 +10,7 @@
  * Devices are covered end to end by tests/integration/migrate_basic.py.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -113,6 +114,12 @@ static void test_mem_crc_holes(void **state)
 
 	assert_int_equal(mem_crc(m.p, m.fd, MEM), want);
 	assert_int_equal(mem_crc(m.p, -1, MEM), want);
+	/* Every block allocated: no holes, told without a scan. */
+	assert_int_equal(fallocate(m.fd, 0, 0, MEM), 0);
+	assert_int_equal(mem_next_data(m.fd, PAGE, MEM - PAGE, &d, &e), 0);
+	assert_int_equal(d, PAGE);
+	assert_int_equal(e, MEM - PAGE);
+	assert_int_equal(mem_crc(m.p, m.fd, MEM), want);
 	mem_free(&m);
 }
 
