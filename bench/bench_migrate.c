@@ -179,7 +179,8 @@ static double raw_tcp_rate(size_t len, const struct raw_setup *rs)
 
 	uint8_t *stage = rs->is_staged ? map_bytes(rs->chunk) : NULL;
 
-	memset(stage ? stage : dst, 0, stage ? rs->chunk : 0);
+	if (stage)
+		memset(stage, 0, rs->chunk); /* resident, as dst is */
 	while (got < len) {
 		size_t want = stage ? (len - got < rs->chunk ? len - got : rs->chunk) : len - got;
 		uint8_t *to = stage ? stage : dst + got;

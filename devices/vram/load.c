@@ -19,6 +19,7 @@
 #include "stream.h"
 #include "vram.h"
 #include "util/crc32.h"
+#include "util/prefault.h" /* MADV_POPULATE_WRITE where the libc lacks it */
 
 enum load_state {
 	L_IDLE,    /* no session */
@@ -53,10 +54,6 @@ struct vram_load {
 
 _Static_assert(VRAM_HDR_LEN <= VRAM_TRAILER_LEN && VRAM_REC_LEN <= VRAM_TRAILER_LEN,
 	       "the accumulator holds every fixed part");
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
 
 /*
  * A session's stream rewrites VRAM, and a fresh VRAM is all holes: every

@@ -20,6 +20,7 @@
 
 #include "migration.h"
 #include "regs.h"
+#include "util/size_arg.h"
 #include "vram.h"
 
 static struct ferry_device *running_dev; /* for the signal handler */
@@ -38,33 +39,6 @@ static void usage(FILE *f)
 		   "  --size SIZE   VRAM bytes, a power of two, suffix K, M or G (e.g. 256M)\n"
 		   "  --name NAME   name for log lines (default: vram)\n"
 		   "  --verbose     log at info level\n");
-}
-
-/* "64M" -> 67108864. Returns 0 or -EINVAL (garbage, overflow). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned shift = 0;
-	unsigned long long n;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (*end == 'i' && shift)
-		end++; /* accept KiB-style "Mi" too */
-	if ((*end == 'b' || *end == 'B') && shift)
-		end++;
-	if (*end != '\0' || n > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)n << shift;
-	return 0;
 }
 
 static void raise_irq(void *arg, unsigned vector)
@@ -194,7 +168,7 @@ int main(int argc, char **argv)
 			socket_path = optarg;
 			break;
 		case 'z':
-			if (parse_size(optarg, &size) < 0) {
+			if (parse_size_arg(optarg, &size) < 0) {
 				fprintf(stderr, "ferry-dev-vram: bad --size '%s'\n", optarg);
 				return 2;
 			}

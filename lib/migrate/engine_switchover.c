@@ -54,7 +54,14 @@ static int stop_devices(struct mig_source *s)
 	return 0;
 }
 
-static void step_done(struct mig_source *s, const char *name, int64_t *t);
+/* Records the step that ran since *@t, and restarts the clock. */
+static void step_done(struct mig_source *s, const char *name, int64_t *t)
+{
+	int64_t now = eng_now_ns();
+
+	mig_report_step(s->rep, name, (double)(now - *t) / 1e6);
+	*t = now;
+}
 
 /* The last pages: what the last round left dirty plus what was written
  * since, now that nothing can write any more. Two steps of the report: the
@@ -141,15 +148,6 @@ static void release(struct mig_source *s)
 	dirty_view_stop(s->cfg.dv);
 	s->is_tracking = false;
 	/* Workloads stay parked: their guest is elsewhere now. */
-}
-
-/* Records the step that ran since *@t, and restarts the clock. */
-static void step_done(struct mig_source *s, const char *name, int64_t *t)
-{
-	int64_t now = eng_now_ns();
-
-	mig_report_step(s->rep, name, (double)(now - *t) / 1e6);
-	*t = now;
 }
 
 int src_switchover(struct mig_source *s)

@@ -7,6 +7,7 @@
  * SIGTERM or SIGINT. See host.h for the parts.
  */
 #include "host.h"
+#include "util/size_arg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -47,32 +48,6 @@ static void usage(FILE *out)
 		"  --vram-rate N   vram workload page writes per second (default %u)\n"
 		"  -v              more log lines (twice: debug)\n",
 		DEFAULT_DMA_OPS_PER_S, DEFAULT_VRAM_WRITES_PER_S);
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned shift = 0;
-	unsigned long long n;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (shift && *end == 'i')
-		end++;
-	if (shift && (*end == 'b' || *end == 'B'))
-		end++;
-	if (*end || n > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)n << shift;
-	return 0;
 }
 
 static int parse_uint(const char *s, unsigned *out)
@@ -144,9 +119,9 @@ static int parse_args(int argc, char **argv, struct host_options *o)
 		}
 		i++;
 		if (!strcmp(a, "--mem"))
-			rc = parse_size(v, &o->mem_size);
+			rc = parse_size_arg(v, &o->mem_size);
 		else if (!strcmp(a, "--fill"))
-			rc = parse_size(v, &o->fill_bytes);
+			rc = parse_size_arg(v, &o->fill_bytes);
 		else if (!strcmp(a, "--device"))
 			rc = parse_device(o, v);
 		else if (!strcmp(a, "--control"))
